@@ -1,0 +1,49 @@
+"""Command line: ``na-lightning fit|validate|test|predict`` through LightningCLI."""
+
+from __future__ import annotations
+
+import sys
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI
+
+from na_lightning.lightning.classifier import NAClassifier
+
+
+def best_checkpoint_callback() -> ModelCheckpoint:
+    """Keep the checkpoint of the epoch with the best validation accuracy, and the last one."""
+    return ModelCheckpoint(
+        monitor="val_acc",
+        mode="max",
+        save_last=True,
+        filename="best-{epoch:03d}-{val_acc:.4f}",
+        auto_insert_metric_name=False,
+    )
+
+
+def build_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
+    """Create the LightningCLI; ``args`` replaces ``sys.argv[1:]`` (for tests)."""
+    return LightningCLI(
+        NAClassifier,
+        pl.LightningDataModule,
+        subclass_mode_data=True,
+        trainer_defaults={
+            "callbacks": [best_checkpoint_callback(), LearningRateMonitor(logging_interval="epoch")],
+            "gradient_clip_val": 1.0,
+        },
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``na-lightning`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    build_cli(argv)
+
+
+if __name__ == "__main__":
+    main()
