@@ -1,7 +1,7 @@
 """MNIST handwritten digits as a Lightning data module.
 
-The module reads the four original IDX files of MNIST (LeCun et al., 1998) from a folder that
-may be read-only, decodes each file once into a uint8 tensor and transforms single samples on
+The module reads the four original MNIST files, in the IDX format, from a folder that may be
+read-only, decodes each file once into a uint8 tensor and transforms single samples on
 access. The IDX format is a big-endian header (magic number, then one uint32 per dimension)
 followed by the raw uint8 payload.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import numbers
 import os
 import struct
 import zlib
@@ -53,10 +54,11 @@ class MNISTFormatError(ValueError):
     """Raised when an MNIST IDX file is truncated, corrupt or not the expected kind of file."""
 
 
-def _copy_fix(folder: Path) -> str:
+def _copy_fix(folder: Path, list_names: bool = True) -> str:
+    names = f" ({', '.join(EXPECTED_FILES)})" if list_names else ""
     return (
-        f"Pass download=True when online, or copy the four original MNIST files "
-        f"({', '.join(EXPECTED_FILES)}) into {folder}."
+        f"Pass download=True when online, or copy the four original MNIST files{names} "
+        f"into {folder}."
     )
 
 
@@ -133,7 +135,7 @@ def read_idx_images(path: str | os.PathLike[str]) -> torch.Tensor:
     if payload < expected:
         raise _format_error(
             path,
-            f"truncated: header says {count} images, payload holds {payload // image_bytes} "
+            f"truncated: header says {count} images, payload contains {payload // image_bytes} "
             f"({payload} of {expected} bytes)",
         )
     if payload > expected:
@@ -173,7 +175,9 @@ def read_idx_labels(path: str | os.PathLike[str]) -> torch.Tensor:
 
     payload = len(data) - header_size
     if payload < count:
-        raise _format_error(path, f"truncated: header says {count} labels, payload holds {payload}")
+        raise _format_error(
+            path, f"truncated: header says {count} labels, payload contains {payload}"
+        )
     if payload > count:
         raise _format_error(
             path, f"header says {count} labels, payload has {payload - count} extra bytes"
@@ -187,23 +191,18 @@ def read_idx_labels(path: str | os.PathLike[str]) -> torch.Tensor:
         first = int(invalid[0])
         raise _format_error(
             path,
-            f"{invalid.size} labels lie outside 0..9, the first is {labels[first]} at index {first}",
+            f"{invalid.size} labels lie outside 0..9, "
+            f"the first is {labels[first]} at index {first}",
         )
     return torch.from_numpy(labels.astype(np.int64))
 
 
 def _is_writable(path: Path) -> bool:
-    """Return whether ``path``, or its nearest existing parent when it does not exist, is writable."""
+    """Return whether ``path`` is writable, or its nearest existing parent if it does not exist."""
     existing = path.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if not os.access(existing, os.W_OK):
-        return False
-
-    # os.access grants root write access even on a read-only mount.
-    if hasattr(os, "statvfs"):
-        return not os.statvfs(existing).f_flag & os.ST_RDONLY
-    return True
+    return os.access(existing, os.W_OK)
 
 
 class MNISTTensorDataset(Dataset):
@@ -240,7 +239,7 @@ class MNISTTensorDataset(Dataset):
 class MNISTDataModule(pl.LightningDataModule):
     """MNIST digits with a seeded train/validation split, read from the original IDX files.
 
-    ``data_dir`` holds ``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
+    ``data_dir`` contains ``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
     ``t10k-images-idx3-ubyte.gz`` and ``t10k-labels-idx1-ubyte.gz``, or the same names without
     ``.gz``, directly or in the torchvision layout ``<data_dir>/MNIST/raw/``. The folder may be
     read-only. Each sample is a float32 image ``[1, 28, 28]``, normalized with :attr:`mean` and
@@ -369,7 +368,11 @@ class MNISTDataModule(pl.LightningDataModule):
 
         missing = self._missing_files((*TRAIN_FILES, *TEST_FILES))
         if missing:
-            raise self._not_found_error(missing, note=f"after a download into {root}")
+            raise self._not_found_error(
+                missing,
+                fix=f"The download into {root} did not produce them. Copy the four original "
+                f"MNIST files into {self.data_dir}.",
+            )
 
     def setup(self, stage: str | None = None) -> None:
         """Decode the files and build the datasets that ``stage`` needs.
@@ -395,7 +398,7 @@ class MNISTDataModule(pl.LightningDataModule):
             self._setup_test()
 
     def train_dataloader(self) -> DataLoader:
-        """Return a loader over :attr:`train_dataset`, shuffled with a generator seeded by ``seed``."""
+        """Return a shuffled loader over :attr:`train_dataset`, its order seeded by ``seed``."""
         dataset = self._require(self.train_dataset, "fit", "train_dataloader")
         generator = torch.Generator().manual_seed(self.seed)
         return self._loader(dataset, shuffle=True, generator=generator)
@@ -428,10 +431,14 @@ class MNISTDataModule(pl.LightningDataModule):
 
         count = len(labels)
         if self.val_size >= count:
-            limit = "" if self.train_subset is None else f" (train_subset={self.train_subset})"
+            if self.train_subset is None:
+                limit, fix = "", "Pass a smaller val_size."
+            else:
+                limit = f" (train_subset={self.train_subset})"
+                fix = "Pass a smaller val_size or a larger train_subset."
             raise ValueError(
                 f"val_size={self.val_size} must be smaller than the {count} training "
-                f"images{limit}. Pass a smaller val_size or a larger train_subset."
+                f"images{limit}. {fix}"
             )
 
         generator = torch.Generator().manual_seed(self.seed)
@@ -460,8 +467,8 @@ class MNISTDataModule(pl.LightningDataModule):
 
         if len(images) != len(labels):
             raise MNISTFormatError(
-                f"Invalid MNIST files: {image_path} holds {len(images)} images but {label_path} "
-                f"holds {len(labels)} labels. {_copy_fix(image_path.parent)}"
+                f"Invalid MNIST files: {image_path} contains {len(images)} images but {label_path} "
+                f"contains {len(labels)} labels. {_copy_fix(image_path.parent)}"
             )
         if subset is not None:
             if subset > len(labels):
@@ -484,23 +491,23 @@ class MNISTDataModule(pl.LightningDataModule):
     def _missing_files(self, names: Sequence[str]) -> list[str]:
         return [f"{name}.gz" for name in names if self._find_file(name) is None]
 
-    def _not_found_error(self, missing: Sequence[str], note: str = "") -> MNISTNotFoundError:
+    def _not_found_error(
+        self, missing: Sequence[str], fix: str | None = None
+    ) -> MNISTNotFoundError:
         folders = self.search_dirs()
         if not any(folder.is_dir() for folder in folders):
             problem = f"MNIST folder not found: {self.data_dir}"
         else:
             looked_in = ", ".join(str(folder) for folder in folders)
             problem = f"MNIST files missing: {', '.join(missing)} not found in {looked_in}"
-        if note:
-            problem += f" {note}"
 
-        if self.download:
+        if fix is None and self.download:
             fix = (
-                "Call prepare_data() before setup(), which downloads the files when online, "
-                f"or copy the four original MNIST files into {self.data_dir}."
+                "Call prepare_data() before setup() to download the files, or copy the four "
+                f"original MNIST files into {self.data_dir}."
             )
-        else:
-            fix = _copy_fix(self.data_dir)
+        elif fix is None:
+            fix = _copy_fix(self.data_dir, list_names=False)
         return MNISTNotFoundError(
             f"{problem}. Expected {', '.join(EXPECTED_FILES)} (each also accepted without .gz "
             f"or under MNIST/raw/). {fix}"
@@ -526,5 +533,5 @@ class MNISTDataModule(pl.LightningDataModule):
 
 
 def _check_count(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

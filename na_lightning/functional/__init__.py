@@ -3,6 +3,7 @@
 from na_lightning.functional.lif import (
     LIFParameters,
     analog_current,
+    lif_forward,
     lif_membrane,
     psc_filter,
     reverse_filter,
@@ -17,6 +18,7 @@ __all__ = [
     "LIFParameters",
     "analog_current",
     "distance_weight",
+    "lif_forward",
     "lif_membrane",
     "lif_neuron",
     "lif_psc",

@@ -64,6 +64,24 @@ def lif_membrane(current: Tensor, params: LIFParameters) -> Tensor:
     return torch.stack(potentials)
 
 
+def lif_forward(current: Tensor, tau_m: float, tau_s: float, theta: float) -> tuple[Tensor, Tensor]:
+    """Simulate LIF neurons and return their PSC and pre-reset membrane potential.
+
+    Args:
+        current: input current, shape ``[T, ...]``.
+        tau_m: membrane time constant in steps.
+        tau_s: synaptic time constant in steps.
+        theta: firing threshold.
+
+    Returns:
+        ``(psc, potential)``, both shape ``[T, ...]``.
+    """
+    params = LIFParameters(tau_m, tau_s, theta)
+    potential = lif_membrane(current, params)
+    spikes = (potential > theta).to(current.dtype)
+    return psc_filter(spikes, tau_s), potential
+
+
 def psc_filter(spikes: Tensor, tau_s: float) -> Tensor:
     r"""Filter a spike (or any) train with the first-order synaptic kernel.
 

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from na_lightning.functional.lif import LIFParameters, lif_membrane, psc_filter
+from na_lightning.functional.lif import LIFParameters, lif_forward
 from na_lightning.functional.na import DISTANCE_WEIGHTS, ERROR_VECTORS, na_current_grad
 from na_lightning.functional.surrogate import stbp_lif
 
@@ -68,9 +68,11 @@ class _NAFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current, params, error, distance, kernel, rescale, output_layer):
-        potential = lif_membrane(current, params)
-        spikes = (potential > params.theta).to(current.dtype)
-        psc = psc_filter(spikes, params.tau_s)
+        simulate = _select_kernel(kernel, current.device.type, "forward")
+        steps = current.shape[0]
+        flat_psc, flat_potential = simulate(current.reshape(steps, -1), *params)
+        psc = flat_psc.reshape(current.shape)
+        potential = flat_potential.reshape(current.shape)
         ctx.save_for_backward(potential)
         ctx.options = (params, error, distance, kernel, rescale, output_layer)
         ctx.mark_non_differentiable(potential)
@@ -87,7 +89,7 @@ class _NAFunction(torch.autograd.Function):
         if flat_grad.dtype != flat_potential.dtype:
             flat_grad = flat_grad.to(flat_potential.dtype)
 
-        aggregate = _select_kernel(kernel, potential.device.type)
+        aggregate = _select_kernel(kernel, potential.device.type, "backward")
         delta = aggregate(
             flat_potential,
             flat_grad,
@@ -103,9 +105,14 @@ class _NAFunction(torch.autograd.Function):
         return delta, None, None, None, None, None, None
 
 
+_EAGER_KERNELS = {"forward": lif_forward, "backward": na_current_grad}
+
+
 @functools.cache
-def _compiled_na_kernel():
-    return torch.compile(na_current_grad, dynamic=True)
+def _compiled_kernel(direction: str):
+    # Inputs are flattened to [T, N] and N is dynamic, so each kernel compiles once
+    # per T, dtype, device and option set (cached on disk by torch.compile).
+    return torch.compile(_EAGER_KERNELS[direction], dynamic=True)
 
 
 @functools.cache
@@ -113,7 +120,7 @@ def _compiler_works(device_type: str) -> bool:
     """Compile a tiny NA backward once per device type to find out if a compiler is present."""
     try:
         potential = torch.tensor([[0.5, 1.5], [1.2, 0.2]], device=device_type)
-        _compiled_na_kernel()(
+        _compiled_kernel("backward")(
             potential, torch.ones_like(potential), tau_m=5.0, tau_s=2.0, theta=1.0
         )
     except Exception as exc:  # noqa: BLE001 - any compiler failure means: use eager
@@ -129,12 +136,13 @@ def _compiler_works(device_type: str) -> bool:
     return True
 
 
-def _select_kernel(kernel: str, device_type: str):
+def _select_kernel(kernel: str, device_type: str, direction: str):
+    """Return the forward (LIF) or backward (NA) kernel: compiled or eager."""
     if kernel == "eager" or torch.compiler.is_compiling():
-        return na_current_grad
+        return _EAGER_KERNELS[direction]
     if kernel == "compiled" or _compiler_works(device_type):
-        return _compiled_na_kernel()
-    return na_current_grad
+        return _compiled_kernel(direction)
+    return _EAGER_KERNELS[direction]
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
