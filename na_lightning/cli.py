@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
+from na_lightning.lightning.callbacks import PredictionWriter
 from na_lightning.lightning.classifier import NAClassifier
 
 
@@ -29,7 +30,11 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
         pl.LightningDataModule,
         subclass_mode_data=True,
         trainer_defaults={
-            "callbacks": [best_checkpoint_callback(), LearningRateMonitor(logging_interval="epoch")],
+            "callbacks": [
+                best_checkpoint_callback(),
+                LearningRateMonitor(logging_interval="epoch"),
+                PredictionWriter(),
+            ],
             "gradient_clip_val": 1.0,
         },
         seed_everything_default=0,

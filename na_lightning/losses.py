@@ -41,7 +41,7 @@ class KernelLoss(nn.Module):
     .. math:: L = \frac{1}{2B} \sum_{t, b, k} \bigl(a[t, b, k] - d[t, b, k]\bigr)^2
 
     The target of the true class is ``pattern`` (default: a spike at every step)
-    passed ``filter_passes`` times through the synaptic filter; the other classes
+    passed ``filter_passes`` times through the synaptic filter. The other classes
     target 0. The defaults follow the NA authors' released code, which filters an
     all-ones train twice: for ``tau_s = 2`` and ``T = 5`` the true-class target is
     ``[0.25, 0.5, 0.6875, 0.8125, 0.890625]``. TSSL-BP used the unfiltered train
@@ -65,7 +65,7 @@ class KernelLoss(nn.Module):
         self.filter_passes = filter_passes
 
     def target_train(self, time_steps: int, dtype=torch.float32, device=None) -> Tensor:
-        """The true-class target ``[T]``."""
+        """Return the true-class target ``[T]``."""
         if self.pattern is None:
             train = torch.ones(time_steps, dtype=dtype, device=device)
         elif len(self.pattern) != time_steps:
@@ -92,7 +92,7 @@ class CountLoss(nn.Module):
     r"""Hinged loss on the summed output PSC of each class.
 
     With ``n = sum_t a[t]``, the true class is pushed up to ``true_count`` and the
-    others down to ``false_count``; no error remains once the true class reaches
+    others down to ``false_count``. No error remains once the true class reaches
     ``n >= true_count`` or a wrong class ``n <= false_count``. The loss is
     ``sum (n - target)^2 / (2 T B)`` over the classes that violate their hinge, so
     ``dL/da[t] = (n - target) / (T B)`` at every step. The defaults (15 and 3) are

@@ -1,9 +1,9 @@
 r"""The aggregated gradient of Neighborhood Aggregation (NA) under Simple Neighborhood Selection.
 
-For every step ``p`` a neuron has one neighbor: its membrane potential perturbed at
-``p`` by the least amount that flips the firing at ``p`` (the perturbed potential
-sits exactly at the threshold), followed by the real LIF dynamics from that state
-on (the chain effect). NA estimates the loss change of each neighbor to first
+For every step ``p`` a neuron has one neighbor. The neighbor's membrane potential is
+perturbed at ``p`` by the least amount that flips the firing at ``p``, so the
+perturbed potential sits exactly at the threshold. From that state on, the neighbor
+follows the real LIF dynamics (the chain effect). NA estimates the loss change of each neighbor to first
 order from the PSC error and divides it by the neighbor's distance, ``theta - u[p]``:
 
 .. math::

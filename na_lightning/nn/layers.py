@@ -34,8 +34,8 @@ class NeuronOptions:
 class SpikingLayer(nn.Module):
     """Base of layers with LIF neurons: a synaptic transform followed by the neuron.
 
-    After each forward pass, ``firing_rate`` holds the mean number of spikes per
-    neuron and step (detached), and ``potential`` the pre-reset membrane potential
+    After each forward pass, ``firing_rate`` is the mean number of spikes per
+    neuron and step (detached), and ``potential`` is the pre-reset membrane potential
     ``[T, B, ...]`` when ``record_potential`` is set.
     """
 

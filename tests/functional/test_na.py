@@ -26,8 +26,8 @@ def simulate_neuron(current, tau_m, tau_s, theta, flip_at=None):
         potential = alpha * membrane + c
         fired = potential > theta
         if t == flip_at:
-            # Least perturbation: the membrane is moved exactly onto theta and the
-            # firing status is flipped; a lost spike keeps the membrane at theta.
+            # The minimum perturbation moves the membrane exactly onto theta and
+            # flips the firing status. A lost spike keeps the membrane at theta.
             fired = not fired
             membrane = 0.0 if fired else theta
         else:

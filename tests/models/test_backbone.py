@@ -1,4 +1,4 @@
-"""Backbones built from the paper's layer notation."""
+"""Backbones built from layer notation such as ``15C5-P2-40C5-P2-300``."""
 
 from __future__ import annotations
 
