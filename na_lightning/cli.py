@@ -1,4 +1,4 @@
-"""Command line: ``na-lightning fit|validate|test|predict`` through LightningCLI."""
+"""Command line: ``na-lightning fit|validate|test|predict`` through LightningCLI, and ``na-lightning zoo``."""
 
 from __future__ import annotations
 
@@ -47,6 +47,11 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``na-lightning`` console script."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "zoo":
+        from na_lightning.zoo.cli import main as zoo_main
+
+        zoo_main(argv[1:])
+        return
     build_cli(argv)
 
 
