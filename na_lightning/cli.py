@@ -46,12 +46,13 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``na-lightning`` console script."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "zoo":
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "zoo":
         from na_lightning.zoo.cli import main as zoo_main
 
-        zoo_main(argv[1:])
+        zoo_main(args[1:])
         return
+    # With argv None, LightningCLI parses sys.argv itself.
     build_cli(argv)
 
 
