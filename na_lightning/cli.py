@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
-from na_lightning.lightning.callbacks import PredictionWriter
+from na_lightning.lightning.callbacks import EpochTimer, PredictionWriter
 from na_lightning.lightning.classifier import NAClassifier
 
 
@@ -24,15 +24,22 @@ def best_checkpoint_callback() -> ModelCheckpoint:
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
-    """Create the LightningCLI; ``args`` replaces ``sys.argv[1:]`` (for tests)."""
+    """Create the LightningCLI; ``args`` replaces ``sys.argv[1:]`` (for tests).
+
+    The model is :class:`NAClassifier` or a subclass named by ``model.class_path``
+    (e.g. :class:`~na_lightning.lightning.finetune.FineTuneClassifier`); a config
+    may also give ``NAClassifier``'s arguments directly under ``model``.
+    """
     return LightningCLI(
         NAClassifier,
         pl.LightningDataModule,
+        subclass_mode_model=True,
         subclass_mode_data=True,
         trainer_defaults={
             "callbacks": [
                 best_checkpoint_callback(),
                 LearningRateMonitor(logging_interval="epoch"),
+                EpochTimer(),
                 PredictionWriter(),
             ],
             "gradient_clip_val": 1.0,

@@ -1,5 +1,23 @@
 """Lightning data modules for the datasets that the models train on."""
 
+from na_lightning.data.events import (
+    EventDataModule,
+    EventDataNotFoundError,
+    EventFileError,
+    EventFolderError,
+    ToBinnedFrames,
+)
 from na_lightning.data.mnist import MNISTDataModule, MNISTFormatError, MNISTNotFoundError
+from na_lightning.data.nmnist import NMNISTDataModule
 
-__all__ = ["MNISTDataModule", "MNISTFormatError", "MNISTNotFoundError"]
+__all__ = [
+    "EventDataModule",
+    "EventDataNotFoundError",
+    "EventFileError",
+    "EventFolderError",
+    "MNISTDataModule",
+    "MNISTFormatError",
+    "MNISTNotFoundError",
+    "NMNISTDataModule",
+    "ToBinnedFrames",
+]

@@ -137,11 +137,14 @@ class NAClassifier(pl.LightningModule):
         accuracy = self.accuracy[f"{stage}_acc"]
         accuracy(class_scores(output_psc).detach(), labels)
 
+        # sync_dist averages over DDP ranks; the torchmetrics accuracy syncs its own state.
         on_step = stage == "train"
-        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log(f"{stage}_acc", accuracy, on_step=on_step, on_epoch=True, prog_bar=True)
         for name, layer in self.network.spiking_layers.items():
-            self.log(f"{stage}_firing_rate/{name}", layer.firing_rate, on_step=False, on_epoch=True)
+            self.log(
+                f"{stage}_firing_rate/{name}", layer.firing_rate, on_step=False, on_epoch=True, sync_dist=True
+            )
         return loss
 
     def training_step(self, batch, batch_idx):
