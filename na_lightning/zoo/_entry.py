@@ -124,7 +124,7 @@ class Recipe:
         config: training config, relative to the repository root.
         epochs: training epochs.
         seed: global random seed.
-        hardware: the device that trained the model, e.g. ``"1x NVIDIA H200"``.
+        hardware: the device that trained the model, e.g. ``"1x NVIDIA A100"``.
         wall_time_s: training wall time, in seconds.
     """
 

@@ -113,7 +113,7 @@ def _add_import_arguments(register: argparse.ArgumentParser) -> None:
         "--epochs", type=int, default=None, help="training epochs (default: checkpoint epoch + 1)"
     )
     register.add_argument("--seed", type=int, default=None, help="training seed")
-    register.add_argument("--hardware", default=None, help="training hardware, e.g. '1x NVIDIA H200'")
+    register.add_argument("--hardware", default=None, help="training hardware, e.g. '1x NVIDIA A100'")
     register.add_argument("--wall-time-s", type=float, default=None, help="training wall time, in seconds")
 
     register.add_argument(
