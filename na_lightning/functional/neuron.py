@@ -111,7 +111,9 @@ _EAGER_KERNELS = {"forward": lif_forward, "backward": na_current_grad}
 @functools.cache
 def _compiled_kernel(direction: str):
     # Inputs are flattened to [T, N] and N is dynamic, so each kernel compiles once
-    # per T, dtype, device and option set (cached on disk by torch.compile).
+    # per T, dtype, device and error/distance choice (cached on disk by Inductor).
+    # NOTE: after torch._dynamo.config.recompile_limit versions (8 in torch 2.14)
+    # Dynamo runs further versions eagerly and logs a warning; the results are the same.
     return torch.compile(_EAGER_KERNELS[direction], dynamic=True)
 
 
@@ -177,8 +179,8 @@ def _check_arguments(current, tau_m, tau_s, theta, grad, error, distance, kernel
     _check_choice("error", error, ERROR_VECTORS)
     _check_choice("distance", distance, DISTANCE_WEIGHTS)
     _check_choice("kernel", kernel, KERNELS)
-    if check_finite and not bool(torch.isfinite(current).all()):
-        bad = (~torch.isfinite(current)).nonzero()[0].tolist()
+    if check_finite and not bool(torch.isfinite(current.detach()).all()):
+        bad = (~torch.isfinite(current.detach())).nonzero()[0].tolist()
         raise ValueError(
             f"current contains a non-finite value ({current[tuple(bad)].item()}) at index "
             f"{tuple(bad)}; expected finite input. Check the input normalization and the "
