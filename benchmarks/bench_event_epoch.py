@@ -1,4 +1,4 @@
-"""Where the time of an N-MNIST training epoch goes: reading, framing, cache, training.
+"""Time budget of an N-MNIST training epoch: reading, framing, cache and training.
 
 Prints a markdown table. Example (real N-MNIST files in DIR, layout Train/<digit>/*.bin):
 
