@@ -1,4 +1,5 @@
-"""Command line: ``na-lightning fit|validate|test|predict`` through LightningCLI, and ``na-lightning zoo``."""
+"""Command line: ``na-lightning fit|validate|test|predict`` through LightningCLI,
+``na-lightning zoo`` for the model zoo and ``na-lightning inspect`` for spike pictures."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
+from na_lightning.cli_errors import report_errors
 from na_lightning.lightning.callbacks import EpochTimer, PredictionWriter
 from na_lightning.lightning.classifier import NAClassifier
+from na_lightning.lightning.monitor import SpikeMonitor
+from na_lightning.lightning.safety import AtomicCheckpointIO, NonFiniteGuard, RandomStateCheckpoint
 
 
 def best_checkpoint_callback() -> ModelCheckpoint:
@@ -41,9 +45,15 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
                 LearningRateMonitor(logging_interval="epoch"),
                 EpochTimer(),
                 PredictionWriter(),
+                SpikeMonitor(),
+                RandomStateCheckpoint(),
+                NonFiniteGuard(),
             ],
+            "plugins": [AtomicCheckpointIO()],
             "gradient_clip_val": 1.0,
         },
+        # Invalid arguments raise ArgumentError, which main() reports on one line.
+        parser_kwargs={"exit_on_error": False},
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         args=args,
@@ -54,13 +64,19 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``na-lightning`` console script."""
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "zoo":
-        from na_lightning.zoo.cli import main as zoo_main
+    with report_errors(args):
+        if args and args[0] == "zoo":
+            from na_lightning.zoo.cli import main as zoo_main
 
-        zoo_main(args[1:])
-        return
-    # With argv None, LightningCLI parses sys.argv itself.
-    build_cli(argv)
+            zoo_main(args[1:])
+            return
+        if args and args[0] == "inspect":
+            from na_lightning.inspect import main as inspect_main
+
+            inspect_main(args[1:])
+            return
+        # With argv None, LightningCLI parses sys.argv itself.
+        build_cli(argv)
 
 
 if __name__ == "__main__":

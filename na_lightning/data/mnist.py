@@ -21,7 +21,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torchvision.datasets
-from torch.utils.data import DataLoader, Dataset, Subset, random_split
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset, random_split
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -236,6 +236,31 @@ class MNISTTensorDataset(Dataset):
         return image, self.labels[index]
 
 
+class EpochRandomSampler(RandomSampler):
+    """Random order that depends only on ``seed`` and the epoch, so that a resumed run repeats it.
+
+    Lightning calls :meth:`set_epoch` before every training epoch, also after resuming from a
+    checkpoint. Under DDP Lightning replaces this sampler with a ``DistributedSampler``, as it
+    replaces a plain ``RandomSampler``.
+
+    Args:
+        data_source: the dataset to shuffle.
+        seed: seed of the order; epoch ``e`` uses ``seed + e``.
+    """
+
+    def __init__(self, data_source: Dataset, seed: int = 0) -> None:
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+
+
 class MNISTDataModule(pl.LightningDataModule):
     """MNIST digits with a seeded train/validation split, read from the original IDX files.
 
@@ -398,10 +423,15 @@ class MNISTDataModule(pl.LightningDataModule):
             self._setup_test()
 
     def train_dataloader(self) -> DataLoader:
-        """Return a shuffled loader over :attr:`train_dataset`, its order seeded by ``seed``."""
+        """Return a shuffled loader over :attr:`train_dataset`.
+
+        The order of epoch ``e`` depends only on ``seed + e`` (:class:`EpochRandomSampler`), so a
+        run resumed from an end-of-epoch checkpoint trains on the same batches as an uninterrupted one.
+        The loader draws its worker seeds from a generator of its own, not from the global one.
+        """
         dataset = self._require(self.train_dataset, "fit", "train_dataloader")
         generator = torch.Generator().manual_seed(self.seed)
-        return self._loader(dataset, shuffle=True, generator=generator)
+        return self._loader(dataset, sampler=EpochRandomSampler(dataset, self.seed), generator=generator)
 
     def val_dataloader(self) -> DataLoader:
         """Return an unshuffled loader over :attr:`val_dataset`."""
@@ -519,12 +549,12 @@ class MNISTDataModule(pl.LightningDataModule):
         return dataset
 
     def _loader(
-        self, dataset: Dataset, shuffle: bool = False, generator: torch.Generator | None = None
+        self, dataset: Dataset, sampler: Sampler | None = None, generator: torch.Generator | None = None
     ) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             generator=generator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -268,7 +268,9 @@ def lif_psc(
             synchronization on GPU).
 
     Returns:
-        The postsynaptic current, shape ``[T, ...]``, values in ``[0, 1)``.
+        The postsynaptic current, shape ``[T, ...]``, values in ``[0, 1]``. It reaches 1
+        only when ``tau_s = 1``, or in float32 after continuous firing once
+        ``(1 - 1/tau_s)^(t+1)`` drops below 6e-8 (``tau_s = 2``: from step 24).
 
     Raises:
         ValueError: bad shape, ``T < 1``, a non-finite input, or an unknown option.

@@ -191,7 +191,8 @@ class EventEncoder(nn.Module):
         self.tau_s = tau_s
 
     def forward(self, frames: Tensor) -> Tensor:
-        return psc_filter(frames.transpose(0, 1).float(), self.tau_s)
+        frames = frames.transpose(0, 1)
+        return psc_filter(frames if frames.is_floating_point() else frames.float(), self.tau_s)
 
 
 def output_size(size: int, kernel_size: int, padding: int, stride: int = 1) -> int:

@@ -217,9 +217,11 @@ def _read_checkpoint(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        from na_lightning.lightning.safety import describe_load_failure
+
+        reason = describe_load_failure(error)
         raise ZooError(
-            f"Checkpoint {path} contains objects other than tensors and plain containers, which "
-            f"weights_only loading rejects ({error}). Save the state dict and hyperparameters "
+            f"Cannot register checkpoint {path}: {reason}. Save the state dict and hyperparameters "
             "as plain values, or load the file in trusted code and pass its state dict."
         ) from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
