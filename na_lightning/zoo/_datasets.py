@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 import pytorch_lightning as pl
 
-from na_lightning.data import MNISTDataModule
+from na_lightning.data import MNISTDataModule, NMNISTDataModule
 from na_lightning.zoo._errors import ZooError
 
 DATA_ENV = "NA_LIGHTNING_DATA"
@@ -67,6 +67,14 @@ def _mnist_datamodule(data_dir: Path, batch_size: int) -> MNISTDataModule:
     )
 
 
+def _nmnist_datamodule(data_dir: Path, batch_size: int) -> NMNISTDataModule:
+    # NOTE: frames use the module's defaults (T = 30 bins of 3 ms); a model trained on other
+    # framing needs its own spec.
+    return NMNISTDataModule(
+        data_dir=str(data_dir), batch_size=batch_size, val_size=0, download=False, num_workers=0
+    )
+
+
 DATASETS = MappingProxyType(
     {
         "mnist": DatasetSpec(
@@ -80,6 +88,18 @@ DATASETS = MappingProxyType(
             default_dir="mnist",
             fallback_dir="data/mnist",
             build_datamodule=_mnist_datamodule,
+        ),
+        "nmnist": DatasetSpec(
+            name="nmnist",
+            datamodule_class="na_lightning.data.nmnist.NMNISTDataModule",
+            encoding="events",
+            classes=tuple("0123456789"),
+            mean=None,
+            std=None,
+            license="N-MNIST terms of its authors (CC BY-SA 4.0 or CC BY 4.0; not verified)",
+            default_dir="nmnist",
+            fallback_dir="data/nmnist",
+            build_datamodule=_nmnist_datamodule,
         ),
     }
 )
