@@ -27,6 +27,20 @@ def best_checkpoint_callback() -> ModelCheckpoint:
     )
 
 
+class NACLI(LightningCLI):
+    """LightningCLI that writes checkpoints atomically unless the config sets ``trainer.plugins``.
+
+    The plugin is added when the Trainer is created rather than as a Trainer default, so the
+    ``config.yaml`` saved with each run stays loadable.
+    """
+
+    def instantiate_trainer(self, **kwargs):
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        if not trainer_config.get("plugins") and "plugins" not in kwargs:
+            kwargs["plugins"] = [AtomicCheckpointIO()]
+        return super().instantiate_trainer(**kwargs)
+
+
 def build_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     """Create the LightningCLI; ``args`` replaces ``sys.argv[1:]`` (for tests).
 
@@ -34,7 +48,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     (e.g. :class:`~na_lightning.lightning.finetune.FineTuneClassifier`); a config
     may also give ``NAClassifier``'s arguments directly under ``model``.
     """
-    return LightningCLI(
+    return NACLI(
         NAClassifier,
         pl.LightningDataModule,
         subclass_mode_model=True,
@@ -49,7 +63,6 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
                 RandomStateCheckpoint(),
                 NonFiniteGuard(),
             ],
-            "plugins": [AtomicCheckpointIO()],
             "gradient_clip_val": 1.0,
         },
         # Invalid arguments raise ArgumentError, which main() reports on one line.

@@ -47,6 +47,12 @@ def test_fit_then_test_from_best_checkpoint(mnist_dir, tmp_path):
     cli = build_cli(["test", *small_run_args(mnist_dir, tmp_path / "test"), "--ckpt_path", str(best[0])])
     assert 0.0 <= cli.trainer.callback_metrics["test_acc"] <= 1.0
 
+    # The config saved with the run must load again, with the atomic checkpoint plugin.
+    saved_config = tmp_path / "lightning_logs" / "version_0" / "config.yaml"
+    assert "Unable to serialize" not in saved_config.read_text()
+    rebuilt = build_cli(["--config", str(saved_config)], run=False)
+    assert type(rebuilt.trainer.strategy.checkpoint_io).__name__ == "AtomicCheckpointIO"
+
 
 def test_unknown_config_key_exits(mnist_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as excinfo:
