@@ -50,7 +50,10 @@ def test_fit_then_test_from_best_checkpoint(mnist_dir, tmp_path):
     # The config saved with the run must load again, with the atomic checkpoint plugin.
     saved_config = tmp_path / "lightning_logs" / "version_0" / "config.yaml"
     assert "Unable to serialize" not in saved_config.read_text()
-    rebuilt = build_cli(["--config", str(saved_config)], run=False)
+    rebuilt = build_cli(
+        ["validate", "--config", str(saved_config), "--trainer.limit_val_batches", "1",
+         "--trainer.default_root_dir", str(tmp_path / "validate")]
+    )
     assert type(rebuilt.trainer.strategy.checkpoint_io).__name__ == "AtomicCheckpointIO"
 
 
