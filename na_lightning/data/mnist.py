@@ -57,8 +57,8 @@ class MNISTFormatError(ValueError):
 def _copy_fix(folder: Path, list_names: bool = True) -> str:
     names = f" ({', '.join(EXPECTED_FILES)})" if list_names else ""
     return (
-        f"Pass download=True when online, or copy the four original MNIST files{names} "
-        f"into {folder}."
+        f"Pass download=True when online (on the command line: --data.init_args.download true), "
+        f"or copy the four original MNIST files{names} into {folder}."
     )
 
 
