@@ -88,6 +88,93 @@ def make_inputs(
     return potential, grad_psc, firing_rate
 
 
+def chain_steps(potential: Tensor, membrane_decay: float, theta: float) -> Tensor:
+    """Count the chain steps that an exact early-exit NA backward simulates, per neuron.
+
+    A neighbor's chain runs from step ``p + 1`` until its membrane rejoins the original
+    one (the gap between the two membranes is exactly 0, after both reset at the same
+    step) or until the last step. The dense kernel simulates ``T (T - 1) / 2`` chain
+    steps per neuron; a kernel that stops every chain at the rejoin simulates this count.
+
+    Args:
+        potential: pre-reset membrane potential ``[T, N]``.
+        membrane_decay: ``1 - 1/tau_m``.
+        theta: firing threshold.
+
+    Returns:
+        Chain steps per neuron, ``[N]`` float.
+    """
+    steps = potential.shape[0]
+    fired = potential > theta
+    spikes = fired.to(potential.dtype)
+    membrane = potential.masked_fill(fired, 0.0)
+    total = torch.zeros_like(potential[0])
+    for p in range(steps):
+        gap = spikes[p] * theta - membrane[p]
+        for t in range(p + 1, steps):
+            active = gap != 0
+            total += active
+            neighbor_potential = potential[t] + membrane_decay * gap
+            neighbor_membrane = neighbor_potential.masked_fill(neighbor_potential > theta, 0.0)
+            gap = torch.where(active, neighbor_membrane - membrane[t], gap)
+    return total
+
+
+def chain_step_rows(time_steps: Sequence[int], args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    """Count dense and early-exit work per neuron for every T, on the benchmark's inputs.
+
+    Work is counted in neuron updates: ``T`` flips (one per neighbor) plus the chain steps.
+    """
+    params = LIFParameters(args.tau_m, args.tau_s, args.theta)
+    rows = []
+    for steps in time_steps:
+        neurons = min(args.chain_neurons, neuron_count(steps, args.neurons))
+        potential, _, firing_rate = make_inputs(steps, neurons, params, device, args.seed)
+        chains = chain_steps(potential, params.membrane_decay, params.theta).mean().item()
+        rows.append(
+            {
+                "time_steps": steps,
+                "neurons": neurons,
+                "firing_rate": firing_rate,
+                "dense_work": steps + steps * (steps - 1) / 2,
+                "early_exit_work": steps + chains,
+                "mean_chain": chains / steps,
+            }
+        )
+    for row in rows:
+        row["dense_ratio"] = ratio(row["dense_work"], rows[0]["dense_work"])
+        row["early_exit_ratio"] = ratio(row["early_exit_work"], rows[0]["early_exit_work"])
+    return rows
+
+
+def format_chain_table(rows: Sequence[dict[str, Any]]) -> str:
+    reference = rows[0]["time_steps"]
+    headers = (
+        "T",
+        "N",
+        "firing rate",
+        "mean chain steps per neighbor",
+        "dense updates per neuron",
+        f"dense ratio to T = {reference}",
+        "early-exit updates per neuron",
+        f"early-exit ratio to T = {reference}",
+    )
+    cells = [
+        (
+            row["time_steps"],
+            row["neurons"],
+            format_number(row["firing_rate"], 3),
+            format_number(row["mean_chain"], 2),
+            format_number(row["dense_work"], 1),
+            format_number(row["dense_ratio"]),
+            format_number(row["early_exit_work"], 1),
+            format_number(row["early_exit_ratio"]),
+        )
+        for row in rows
+    ]
+    return markdown_table(headers, cells)
+
+
 def cuda_extra_bytes(function: Callable[[], Any], device: torch.device) -> int:
     """Return the peak CUDA memory that ``function`` allocates on top of what was allocated before."""
     synchronize(device)
@@ -216,6 +303,12 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"N for T <= {FULL_SIZE_MAX_T}; larger T use N * {FULL_SIZE_MAX_T} / T (default: 1000000)",
     )
     parser.add_argument(
+        "--chain-neurons",
+        type=int,
+        default=200_000,
+        help="neurons for the chain-step count, at most N (default: 200000; 0 skips the count)",
+    )
+    parser.add_argument(
         "--kernel",
         choices=("eager", "compiled", "both"),
         default="both",
@@ -246,6 +339,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
     args = parser.parse_args(argv)
     check_common_arguments(parser, args)
+    if args.chain_neurons < 0:
+        parser.error(f"--chain-neurons {args.chain_neurons} is invalid; expected 0 (skip) or more.")
     if args.neurons < 1:
         parser.error(f"--neurons {args.neurons} is invalid; expected at least 1 neuron.")
     if min(args.time_steps) < 1:
@@ -318,6 +413,21 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         notes.append(f"Skipped T = {', '.join(map(str, skipped))} (above --max-t {args.max_t}).")
     table = format_table(rows, device, time_steps[0])
     print_report("NA backward (na_current_grad)", environment, table, notes)
+
+    if args.chain_neurons:
+        chain_rows = chain_step_rows(time_steps, args, device)
+        print_report(
+            "NA backward work per neuron: dense vs exact early exit",
+            [f"- neurons counted: up to {args.chain_neurons}, same inputs as above"],
+            format_chain_table(chain_rows),
+            [
+                "Updates per neuron: T flips plus the chain steps simulated after them. The dense kernel "
+                "simulates every chain to the last step, T (T - 1) / 2 steps; an exact early-exit kernel stops "
+                "each chain when the neighbor's membrane rejoins the original (gap exactly 0). "
+                "The early-exit ratio bounds the time ratio of any such kernel whose cost is proportional "
+                "to the updates it performs.",
+            ],
+        )
     return rows
 
 

@@ -190,6 +190,30 @@ def test_na_backward_rows(benchmarks, capsys):
         assert row["io_mb"] == pytest.approx(3 * row["time_steps"] * 3000 * 4 / 2**20)
 
 
+def test_na_backward_chain_table(benchmarks, capsys):
+    benchmarks["bench_na_backward"].main(
+        [*SINGLE_RUN, "--kernel", "eager", "--neurons", "2000", "--time-steps", "5", "10"]
+    )
+    output = capsys.readouterr().out
+
+    assert "dense vs exact early exit" in output
+    # Dense work per neuron is T + T (T - 1) / 2: 15 at T = 5 and 55 at T = 10.
+    assert " 55.0 |" in output
+    assert " 3.67 |" in output
+
+
+def test_chain_steps_stop_at_rejoin(benchmarks):
+    chain_steps = benchmarks["bench_na_backward"].chain_steps
+    # Neighbor 0 loses the spike at step 0 (membrane 1 instead of 0), fires at step 1 like
+    # the original, and both reset: one chain step. Neighbor 1 loses its spike too and
+    # runs to the last step: one chain step. Dense simulation takes 3.
+    potential = torch.tensor([[2.0], [2.0], [0.5]])
+
+    assert chain_steps(potential, 0.8, 1.0).tolist() == [2.0]
+    # Silent at steps 0 and 1: both gained-spike neighbors keep a gap to the last step.
+    assert chain_steps(torch.tensor([[0.5], [0.5], [2.0]]), 0.8, 1.0).tolist() == [3.0]
+
+
 def test_na_backward_neuron_count_above_t30(benchmarks):
     neuron_count = benchmarks["bench_na_backward"].neuron_count
 
