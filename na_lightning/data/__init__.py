@@ -1,5 +1,6 @@
 """Lightning data modules for the datasets that the models train on."""
 
+from na_lightning.data.cifar10 import CIFAR10DataModule, CIFAR10FormatError, CIFAR10NotFoundError
 from na_lightning.data.events import (
     EventDataModule,
     EventDataNotFoundError,
@@ -11,6 +12,9 @@ from na_lightning.data.mnist import MNISTDataModule, MNISTFormatError, MNISTNotF
 from na_lightning.data.nmnist import NMNISTDataModule
 
 __all__ = [
+    "CIFAR10DataModule",
+    "CIFAR10FormatError",
+    "CIFAR10NotFoundError",
     "EventDataModule",
     "EventDataNotFoundError",
     "EventFileError",

@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 import pytorch_lightning as pl
 
-from na_lightning.data import MNISTDataModule, NMNISTDataModule
+from na_lightning.data import CIFAR10DataModule, MNISTDataModule, NMNISTDataModule
 from na_lightning.zoo._errors import ZooError
 
 DATA_ENV = "NA_LIGHTNING_DATA"
@@ -67,6 +67,12 @@ def _mnist_datamodule(data_dir: Path, batch_size: int) -> MNISTDataModule:
     )
 
 
+def _cifar10_datamodule(data_dir: Path, batch_size: int) -> CIFAR10DataModule:
+    return CIFAR10DataModule(
+        data_dir=str(data_dir), batch_size=batch_size, augment=False, download=False, num_workers=0
+    )
+
+
 def _nmnist_datamodule(data_dir: Path, batch_size: int) -> NMNISTDataModule:
     # NOTE: frames use the module's defaults (T = 30 bins of 3 ms); a model trained on other
     # framing needs its own spec.
@@ -88,6 +94,21 @@ DATASETS = MappingProxyType(
             default_dir="mnist",
             fallback_dir="data/mnist",
             build_datamodule=_mnist_datamodule,
+        ),
+        "cifar10": DatasetSpec(
+            name="cifar10",
+            datamodule_class="na_lightning.data.CIFAR10DataModule",
+            encoding="analog",
+            classes=CIFAR10DataModule.classes,
+            mean=CIFAR10DataModule.mean,
+            std=CIFAR10DataModule.std,
+            license=(
+                "No formal license; its authors ask to cite A. Krizhevsky, \"Learning Multiple "
+                "Layers of Features from Tiny Images\", Tech. Report, University of Toronto, 2009"
+            ),
+            default_dir="cifar10",
+            fallback_dir="data/cifar10",
+            build_datamodule=_cifar10_datamodule,
         ),
         "nmnist": DatasetSpec(
             name="nmnist",

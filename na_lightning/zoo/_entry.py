@@ -148,7 +148,7 @@ class ZooEntry:
         input: the input specification.
         classes: class names, index ``k`` is output neuron ``k``.
         weights: the weights file, or None for a model registered without trained weights.
-        metrics: accuracy measurements of the weights.
+        metrics: accuracy measurements of the weights, empty when ``weights`` is None.
         num_params: parameter count of the network.
         recipe: the training recipe.
         license: license of the training data, e.g. ``"CC-BY-SA-3.0"``.
@@ -412,6 +412,11 @@ def _check_consistency(checker: _Checker, entry: ZooEntry) -> None:
             raise checker.error(f"{left_name} is {left!r} but {right_name} is {right!r}; they must be equal")
     if len(set(entry.classes)) != len(entry.classes):
         raise checker.error(f"classes contains duplicate names: {list(entry.classes)}")
+    if entry.weights is None and entry.metrics:
+        raise checker.error(
+            f"weights is null but metrics lists {len(entry.metrics)} measurements. Metrics measure "
+            "the registered weights, so set metrics to [] or register the weights"
+        )
 
 
 class _Checker:

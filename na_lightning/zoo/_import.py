@@ -26,7 +26,7 @@ from na_lightning.zoo._entry import Metric, ZooEntry, check_name, format_entry_j
 from na_lightning.zoo._errors import InvalidEntryError, ZooError
 from na_lightning.zoo._files import atomic_path, sha256_file, write_text_atomic
 from na_lightning.zoo._registry import PathLike, clear_cache, find_entry, read_entry_file, registry_dir
-from na_lightning.zoo._weights import check_state_dict
+from na_lightning.zoo._weights import check_state_dict, no_weights_error
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +154,13 @@ def record_metric(name: str, metric: Metric | Mapping[str, Any], zoo_dir: PathLi
 
     Returns:
         The updated entry.
+
+    Raises:
+        NoWeightsError: the entry has no weights, so there is nothing the metric could measure.
     """
     entry = find_entry(name, zoo_dir)
+    if entry.weights is None:
+        raise no_weights_error(entry)
     new = _metric_dict(metric)
     data = entry.to_dict()
     other_metrics = [

@@ -165,11 +165,18 @@ def load_weights(entry: ZooEntry, zoo_dir: PathLike | None = None, progress: boo
 
 
 def no_weights_error(entry: ZooEntry) -> NoWeightsError:
-    """Return the error for ``pretrained=True`` on a model registered without weights."""
+    """Return the error for pretrained weights of a model registered without any.
+
+    ``get_model(pretrained=True)``, ``zoo eval``, ``zoo predict`` and the torch.hub entrypoints
+    all raise it.
+    """
+    config = entry.recipe.config
+    train = f"train it with `na-lightning fit --config {config}`" if config else "train it"
     return NoWeightsError(
-        f"Model {entry.name} has no trained weights yet (its entry has weights: null). Pass "
-        "pretrained=False for a randomly initialized network, or pick a model with weights "
-        "from `na-lightning zoo list`."
+        f"Model {entry.name} has no trained weights yet: it is registered as an architecture "
+        f"only (weights: null). Pass pretrained=False for the untrained network, or {train} and "
+        f"register the checkpoint with `na-lightning zoo import CHECKPOINT --name {entry.name} "
+        "--overwrite`."
     )
 
 

@@ -205,7 +205,13 @@ def describe(entry: ZooEntry) -> list[tuple[str, str]]:
     ]
 
     if entry.weights is None:
-        lines.append(("weights", "none (registered without trained weights)"))
+        lines.append(("weights", "none (registered without trained weights; pretrained=False builds it untrained)"))
+        config = f"--config {entry.recipe.config}" if entry.recipe.config else "--config CONFIG"
+        lines.append((
+            "to train",
+            f"na-lightning fit {config}, then na-lightning zoo import CHECKPOINT --name {entry.name} "
+            "--overwrite",
+        ))
     else:
         lines.append(("weights", f"{entry.weights.file} ({entry.weights.num_bytes:,} bytes)"))
         lines.append(("sha256", entry.weights.sha256))

@@ -106,6 +106,7 @@ def test_event_model_transforms_placeholder(tiny_entry, repo, tmp_path):
     data.update(
         name="tiny_cnn.events",
         weights=None,
+        metrics=[],
         input={"shape": [2, 8, 8], "encoding": "events", "sensor_size": [8, 8, 2], "time_bin_us": 1000.0},
         num_params=tiny_entry.num_params + 4 * 9,
     )

@@ -55,7 +55,7 @@ def test_evaluate_rejects_model_without_entry(mnist_entry):
 
 
 def test_evaluate_unknown_dataset(tiny_entry):
-    with pytest.raises(zoo.ZooError, match=r"Unknown dataset 'shapes'; the zoo can evaluate on \['mnist', 'nmnist'\]"):
+    with pytest.raises(zoo.ZooError, match=r"Unknown dataset 'shapes'; the zoo can evaluate on \['cifar10', 'mnist', 'nmnist'\]"):
         zoo.evaluate("tiny_cnn.t1")
 
 
