@@ -32,7 +32,9 @@ import tonic
 import torch
 from tonic.io import read_mnist_file
 from tonic.transforms import ToFrame
-from torch.utils.data import DataLoader, Dataset, Subset, random_split
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, random_split
+
+from na_lightning.data.mnist import EpochRandomSampler
 
 logger = logging.getLogger(__name__)
 
@@ -866,10 +868,14 @@ class EventDataModule(pl.LightningDataModule):
             self.test_dataset = self._build_dataset(train=False)
 
     def train_dataloader(self) -> DataLoader:
-        """Return a shuffled loader over :attr:`train_dataset`, its order seeded by ``seed``."""
+        """Return a shuffled loader over :attr:`train_dataset`.
+
+        The order of epoch ``e`` depends only on ``seed + e`` (:class:`EpochRandomSampler`), so a
+        run resumed from an end-of-epoch checkpoint trains on the same batches as an uninterrupted one.
+        """
         dataset = self._require(self.train_dataset, "fit", "train_dataloader")
         generator = torch.Generator().manual_seed(self.seed)
-        return self._loader(dataset, shuffle=True, generator=generator)
+        return self._loader(dataset, sampler=EpochRandomSampler(dataset, self.seed), generator=generator)
 
     def val_dataloader(self) -> DataLoader:
         """Return an unshuffled loader over :attr:`val_dataset`."""
@@ -987,12 +993,15 @@ class EventDataModule(pl.LightningDataModule):
         return dataset
 
     def _loader(
-        self, dataset: Dataset, shuffle: bool = False, generator: torch.Generator | None = None
+        self,
+        dataset: Dataset,
+        sampler: Sampler | None = None,
+        generator: torch.Generator | None = None,
     ) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             generator=generator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -500,6 +500,24 @@ def test_scan_unknown_class_rejected(tmp_path):
         scan_event_folder(tmp_path / "test", classes=("a", "b"))
 
 
+def test_train_order_depends_on_epoch_only(tmp_path):
+    write_folder(tmp_path / "data", {"train": {"cat": 8, "dog": 8}, "test": {"dog": 1}})
+    datamodule = EventDataModule(
+        str(tmp_path / "data"), sensor_size=SENSOR, batch_size=16, val_size=0, cache_dir=str(tmp_path / "cache")
+    )
+    datamodule.setup("fit")
+
+    def epoch_order(epoch):
+        # A new loader per epoch, as after resuming from a checkpoint.
+        loader = datamodule.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        return list(loader.sampler)
+
+    assert epoch_order(1) == epoch_order(1)
+    assert epoch_order(1) != epoch_order(0)
+    assert sorted(epoch_order(1)) == list(range(16))
+
+
 @pytest.mark.parametrize("suffix", [".bin", ".npy"])
 def test_datamodule_on_folder(tmp_path, suffix):
     write_folder(tmp_path / "data", {"train": {"cat": 6, "dog": 6}, "test": {"dog": 3}}, suffix)

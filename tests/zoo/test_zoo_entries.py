@@ -16,6 +16,8 @@ from tests.conftest import DATA_ROOT, REPO_ROOT
 ZOO_DIR = REPO_ROOT / "zoo"
 SAMPLE_SIZE = 1000
 """Test samples re-measured per entry: a fixed random sample drawn with seed 0."""
+DATA_SUBDIRS = {"cifar10": "cifar10/cifar10-jpg"}
+"""Data folders under DATA_ROOT that differ from the dataset's default folder name."""
 
 NAMES = zoo.list_models(zoo_dir=ZOO_DIR)
 
@@ -64,7 +66,7 @@ def test_entry_accuracy_reproduces(name):
     if not (REPO_ROOT / entry.weights.file).is_file():
         pytest.skip(f"{name} weights are not in the repository; tests stay offline")
     spec = dataset_spec(entry.dataset)
-    data_dir = DATA_ROOT / spec.default_dir
+    data_dir = DATA_ROOT / DATA_SUBDIRS.get(entry.dataset, spec.default_dir)
 
     model = zoo.get_model(name, zoo_dir=ZOO_DIR)
     try:
