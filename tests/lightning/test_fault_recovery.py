@@ -50,12 +50,10 @@ CHILD_TIMEOUT_S = 180
 # What makes the resumed run repeat the uninterrupted one exactly:
 # - Lightning restores weights, optimizer and scheduler states and the loops' progress.
 # - RandomStateCheckpoint restores the global random state, which augmentation draws from.
-# - The training order must depend only on the seed and the epoch. MNISTDataModule seeds a new
-#   shuffle generator in every train_dataloader() call and shares it with the DataLoader, which
-#   draws one number from it per iter(). Lightning calls iter() once in a resumed epoch and twice
-#   in a later epoch of an uninterrupted run, so the orders differ (test_plain_mnist_module_resume
-#   pins this). EpochSeededMNIST below replaces only the training loader, with a sampler seeded
-#   by (seed, epoch) and a DataLoader generator of its own.
+# - The training order must depend only on the seed and the epoch. MNISTDataModule shuffles with
+#   EpochRandomSampler (seed + epoch) and gives the DataLoader a generator of its own
+#   (test_plain_mnist_module_resume). EpochSeededMNIST below builds the same kind of training
+#   loader by hand.
 # - Validation is off: a DataLoader's iter() draws its base seed from the global random state,
 #   so a validation run between a checkpoint and the next epoch shifts the stream.
 # A mid-epoch checkpoint cannot be resumed exactly: Lightning (2.6) restarts a plain DataLoader
