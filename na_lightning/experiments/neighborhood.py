@@ -96,6 +96,8 @@ class NeighborhoodSettings:
         theta: firing threshold, in units of membrane potential.
         lr: AdamW learning rate.
         grad_clip: maximum gradient norm, or ``None`` for no clipping.
+        rescale: per-layer NA gradient rescaling. Default off, the setting of the
+            published results (the library's default is on).
         rank_all_trains: also rank each new train among all ``2**T`` trains by the
             greedy distance of the module docstring.
         kernel: NA kernels, ``"auto"``, ``"compiled"`` or ``"eager"``
@@ -115,6 +117,7 @@ class NeighborhoodSettings:
     theta: float = 1.0
     lr: float = 5e-4
     grad_clip: float | None = 1.0
+    rescale: bool = False
     rank_all_trains: bool = True
     kernel: str = "auto"
     device: str = "auto"
@@ -506,6 +509,7 @@ def run_neighborhood(
         theta=settings.theta,
         kernel=settings.kernel,
         lr=settings.lr,
+        rescale=settings.rescale,
     ).to(device)
     optimizer = model.configure_optimizers()["optimizer"]
     layers = model.network.spiking_layers
@@ -721,7 +725,8 @@ def format_table(result: NeighborhoodResult) -> str:
         f"T = {steps}, tau_m = {settings.tau_m}, tau_s = {settings.tau_s}, theta = {settings.theta}) "
         f"was trained from a random initialization with NA for {settings.iterations} iterations of "
         f"{settings.batch_size} images: AdamW lr {settings.lr}, weight decay 0.01, gradient-norm clip "
-        f"{settings.grad_clip}, weights clamped to [-4, 4]. Seed {settings.seed}. Data: {result.data_source}.",
+        f"{settings.grad_clip}, weights clamped to [-4, 4], per-layer rescaling "
+        f"{'on' if settings.rescale else 'off'}. Seed {settings.seed}. Data: {result.data_source}.",
         f"Training loss {losses[0]:.4f} at the first iteration, {losses[-1]:.4f} at the last. "
         f"Wall time {result.wall_time_s:.0f} s.",
         "",
@@ -866,6 +871,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per iteration")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the weights and the batch order")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate")
+    parser.add_argument(
+        "--rescale", action="store_true", help="per-layer NA gradient rescaling (default: off)"
+    )
     parser.add_argument("--kernel", choices=KERNELS, default=defaults.kernel, help="NA kernel implementation")
     parser.add_argument("--device", choices=DEVICES, default=defaults.device, help="device to train on")
     parser.add_argument(
@@ -889,6 +897,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             seed=args.seed,
             lr=args.lr,
+            rescale=args.rescale,
             rank_all_trains=not args.no_all_train_rank,
             kernel=args.kernel,
             device=args.device,

@@ -98,7 +98,8 @@ class SpikingNetwork(nn.Module):
         conv_weight_scale: factor on the default convolution initialization.
         linear_weight_scale: factor on the Kaiming-normal linear initialization.
         rescale: per-layer NA gradient rescaling
-            (:class:`~na_lightning.functional.GradientRescale`).
+            (:class:`~na_lightning.functional.GradientRescale`). On by default; it has no
+            effect when ``neuron.grad`` is ``"stbp"``.
     """
 
     def __init__(
@@ -113,7 +114,7 @@ class SpikingNetwork(nn.Module):
         padding: int = 0,
         conv_weight_scale: float = 1.0,
         linear_weight_scale: float = 1.0,
-        rescale: bool = False,
+        rescale: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(time_steps, int) or time_steps < 1:
@@ -128,7 +129,8 @@ class SpikingNetwork(nn.Module):
         self.input_shape = tuple(int(size) for size in input_shape)
         self.time_steps = time_steps
         self.encoding = encoding
-        self.rescale = rescale
+        # Rescaling acts on NA gradients only, so an STBP network ignores the flag.
+        self.rescale = rescale and neuron.grad == "na"
         self.encoder = (
             AnalogEncoder(time_steps, neuron.tau_s) if encoding == "analog" else EventEncoder(neuron.tau_s)
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from PIL import Image
@@ -34,6 +36,19 @@ def test_evaluate_whole_test_split(mnist_entry, mnist_dir):
     assert result.recorded.accuracy == 0.1
     assert result.difference == pytest.approx(result.accuracy - 0.1)
     assert result.tolerance == zoo.DEFAULT_TOLERANCE
+
+
+def test_sample_tolerance_grows_with_sampling_error():
+    recorded = zoo.Metric(dataset="mnist", split="test", num_samples=10000, accuracy=0.55, date="2026-01-01", command="x")
+    sample = zoo.EvalResult("m", "mnist", "test", 1000, 10000, 550, 0, recorded)
+    whole = zoo.EvalResult("m", "mnist", "test", 10000, 10000, 5500, None, recorded)
+    accurate = zoo.EvalResult("m", "mnist", "test", 1000, 10000, 990, 0, replace(recorded, accuracy=0.99))
+
+    # 3 * sqrt(0.55 * 0.45 / 1000 * 9000 / 9999) = 0.044777
+    assert sample.tolerance == pytest.approx(0.044777, abs=1e-6)
+    assert whole.tolerance == zoo.DEFAULT_TOLERANCE
+    assert accurate.tolerance == zoo.DEFAULT_TOLERANCE
+    assert replace(sample, recorded=replace(recorded, tolerance=0.002)).tolerance == 0.002
 
 
 def test_evaluate_fixed_sample(mnist_entry, mnist_dir):
