@@ -17,6 +17,7 @@ _EXPORTS = {
     "FineTuneClassifier": "na_lightning.lightning.finetune",
     "SpikingNetwork": "na_lightning.models.backbone",
     "MNISTDataModule": "na_lightning.data.mnist",
+    "CIFAR10DataModule": "na_lightning.data.cifar10",
     "NMNISTDataModule": "na_lightning.data.nmnist",
     "EventDataModule": "na_lightning.data.events",
     "lif_psc": "na_lightning.functional.neuron",

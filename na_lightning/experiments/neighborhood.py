@@ -53,6 +53,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from na_lightning.cli_errors import run_cli
 from na_lightning.data.mnist import MNISTDataModule
 from na_lightning.lightning.classifier import NAClassifier
 from na_lightning.models.backbone import parse_architecture
@@ -917,4 +918,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from na_lightning.cli_errors import run_cli
 from na_lightning.functional.lif import psc_filter
 from na_lightning.functional.neuron import KERNELS, lif_neuron
 
@@ -264,7 +265,7 @@ class MethodRun:
     """The training record of one method.
 
     Attributes:
-        losses: loss of every round at every iteration, shape ``[iterations, rounds]``.
+        losses: loss of every round at every iteration, shape ``[iterations + 1, rounds]``.
             Row ``i`` is the loss of the weights after ``i`` SGD updates, so row 0 is the
             loss of the initial weights.
         matched: whether the output spike train equals the target at every step, same
@@ -326,7 +327,7 @@ class SingleNeuronResult:
 
     @property
     def losses(self) -> dict[str, Tensor]:
-        """Loss curves by method, each of shape ``[iterations, rounds]``."""
+        """Loss curves by method, each of shape ``[iterations + 1, rounds]``."""
         return {name: run.losses for name, run in self.runs.items()}
 
     def to_dict(self) -> dict:
@@ -398,19 +399,20 @@ def train_method(
         settings: neuron constants, learning rate, iterations and kernel.
 
     Returns:
-        The losses and target matches, shape ``[iterations, rounds]`` each.
+        The losses and target matches, shape ``[iterations + 1, rounds]`` each.
     """
     iterations = settings.iterations
     rounds = problem.initial_weights.shape[0]
     weights = problem.initial_weights.clone().requires_grad_(True)
     optimizer = torch.optim.SGD([weights], lr=settings.lr)
-    losses = torch.empty(iterations, rounds)
-    matched = torch.empty(iterations, rounds, dtype=torch.bool)
+    # Row i holds the loss after i updates, so the last row shows the effect of the last update.
+    losses = torch.empty(iterations + 1, rounds)
+    matched = torch.empty(iterations + 1, rounds, dtype=torch.bool)
     target_fired = problem.target_spikes > 0
     log_every = max(1, iterations // 10)
 
     start = time.perf_counter()
-    for iteration in range(iterations):
+    for iteration in range(iterations + 1):
         current = torch.einsum("tri,ri->tr", problem.inputs, weights)
         output = lif_neuron(
             current,
@@ -426,20 +428,30 @@ def train_method(
         round_losses = (output.psc - problem.target_psc).pow(2).sum(dim=0)
         losses[iteration] = round_losses.detach()
         matched[iteration] = ((output.potential > settings.theta) == target_fired).all(dim=0)
+        if iteration == iterations:
+            break
 
         optimizer.zero_grad(set_to_none=True)
         round_losses.sum().backward()
         optimizer.step()
 
-        if (iteration + 1) % log_every == 0 or iteration + 1 == iterations:
+        if iteration % log_every == 0 and iteration > 0:
             logger.info(
-                "%s: iteration %d/%d, mean loss %.4f, %.1f %% of rounds on target",
+                "%s: %d/%d updates, mean loss %.4f, %.1f %% of rounds on target",
                 method.name,
-                iteration + 1,
+                iteration,
                 iterations,
                 losses[iteration].mean().item(),
                 100.0 * matched[iteration].float().mean().item(),
             )
+    logger.info(
+        "%s: %d/%d updates, mean loss %.4f, %.1f %% of rounds on target",
+        method.name,
+        iterations,
+        iterations,
+        losses[iterations].mean().item(),
+        100.0 * matched[iterations].float().mean().item(),
+    )
     return MethodRun(losses=losses, matched=matched, seconds=time.perf_counter() - start)
 
 
@@ -475,7 +487,7 @@ def run_single_neuron(settings: SingleNeuronSettings | None = None) -> SingleNeu
             with torch 2.14).
 
     Returns:
-        The per-method loss curves ``[iterations, rounds]`` and summary numbers.
+        The per-method loss curves ``[iterations + 1, rounds]`` and summary numbers.
 
     Raises:
         ValueError: an invalid setting (raised when the settings are created).
@@ -516,7 +528,7 @@ def loss_figure(result: SingleNeuronResult) -> Figure:
     figure = Figure(figsize=(7.0, 4.5), dpi=120)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    iterations = torch.arange(result.settings.iterations).numpy()
+    iterations = torch.arange(result.settings.iterations + 1).numpy()
 
     for name, run in result.runs.items():
         mean = run.losses.mean(dim=1)
@@ -533,7 +545,7 @@ def loss_figure(result: SingleNeuronResult) -> Figure:
 
     axes.set_yscale("symlog", linthresh=SYMLOG_LINEAR_THRESHOLD)
     axes.set_ylim(bottom=0)
-    axes.set_xlim(0, max(1, result.settings.iterations - 1))
+    axes.set_xlim(0, max(1, result.settings.iterations))
     axes.set_xlabel("iteration (SGD updates so far)")
     axes.set_ylabel(f"loss (symlog axis, linear below {SYMLOG_LINEAR_THRESHOLD:g})")
     axes.set_title(
@@ -722,4 +734,4 @@ def main(argv: Sequence[str] | None = None) -> SingleNeuronResult:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -40,6 +40,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from na_lightning.cli_errors import run_cli
 from na_lightning.data.mnist import MNISTDataModule
 from na_lightning.functional.neuron import KERNELS
 from na_lightning.lightning.classifier import NAClassifier
@@ -963,4 +964,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -84,6 +84,15 @@ class EvalResult:
         return max(DEFAULT_TOLERANCE, sampling)
 
 
+def _check_device(device: str | torch.device) -> None:
+    try:
+        device = torch.device(device)
+    except RuntimeError as error:
+        raise ZooError(f"Invalid device {str(device)!r}: {error}. Pass e.g. cpu or cuda.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ZooError(f"Device {str(device)!r} is not available: PyTorch finds no CUDA GPU. Pass --device cpu.")
+
+
 def evaluate(
     model: str | NAClassifier,
     *,
@@ -111,10 +120,12 @@ def evaluate(
         zoo_dir: registry folder when ``model`` is a name.
 
     Raises:
-        ZooError: the model has no zoo entry, the dataset is unknown, or the entry's
-            normalization differs from the data module's.
+        ZooError: the model has no zoo entry, the dataset is unknown, the entry's
+            normalization differs from the data module's, or ``device`` is not available.
         FileNotFoundError: the dataset files are missing (raised by the data module).
     """
+    if device is not None:
+        _check_device(device)
     if isinstance(model, str):
         model = get_model(model, zoo_dir=zoo_dir)
     entry = zoo_entry_of(model)

@@ -193,7 +193,7 @@ def test_round_on_target_has_zero_loss():
 
     for name in ("na_code_code", "stbp"):
         run = train_method(problem, METHODS[name], settings)
-        assert torch.equal(run.losses[:, 0], torch.zeros(5)), name
+        assert torch.equal(run.losses[:, 0], torch.zeros(6)), name
         assert run.matched[:, 0].all(), name
         assert (run.losses[0, 1:] > 0).all(), name
         assert not run.matched[0, 1:].any(), name
@@ -220,10 +220,22 @@ def test_methods_share_initial_problem(tiny_result):
         assert torch.equal(row, first_rows[0])
 
 
+def test_last_row_follows_last_update():
+    settings = SingleNeuronSettings(rounds=4, iterations=1, methods=("na_exact_paper",))
+
+    result = run_single_neuron(settings)
+    losses = result.losses["na_exact_paper"]
+
+    # Row 0: initial weights; row 1: after the single update, which changes the loss.
+    assert losses.shape == (2, 4)
+    assert not torch.equal(losses[1], losses[0])
+    assert result.summaries["na_exact_paper"].final_mean_loss == pytest.approx(losses[1].mean().item())
+
+
 def test_curves_have_iteration_round_shape(tiny_result):
     assert list(tiny_result.runs) == list(TINY.methods)
     for name, losses in tiny_result.losses.items():
-        assert losses.shape == (30, 10), name
+        assert losses.shape == (31, 10), name
         assert torch.isfinite(losses).all(), name
         assert (losses >= 0).all(), name
 
@@ -335,7 +347,7 @@ def test_command_writes_three_files(tmp_path, capsys):
     assert list(numbers["summaries"]) == ["na_code_code", "stbp"]
     stbp = result.summaries["stbp"]
     assert numbers["summaries"]["stbp"]["final_mean_loss"] == pytest.approx(stbp.final_mean_loss)
-    assert len(numbers["loss_curves"]["stbp"]["mean"]) == 4
+    assert len(numbers["loss_curves"]["stbp"]["mean"]) == 5
 
     table = (out / TABLE_NAME).read_text()
     assert "| NA (error=code, distance=code) |" in table

@@ -103,3 +103,9 @@ def test_predict_rejects_event_files(mnist_entry, tmp_path):
 
     with pytest.raises(zoo.InputFileError, match="looks like an event recording"):
         zoo.predict_files(zoo.get_model("small_cnn_mnist.t1"), [path])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a CUDA GPU")
+def test_evaluate_unavailable_cuda_rejected():
+    with pytest.raises(zoo.ZooError, match="Device 'cuda' is not available.*--device cpu"):
+        zoo.evaluate("spiking_cnn_mnist.na_t5_e5", device="cuda")
