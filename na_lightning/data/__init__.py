@@ -1,6 +1,7 @@
 """Lightning data modules for the datasets that the models train on."""
 
 from na_lightning.data.cifar10 import CIFAR10DataModule, CIFAR10FormatError, CIFAR10NotFoundError
+from na_lightning.data.errors import DataNotFoundError
 from na_lightning.data.events import (
     EventDataModule,
     EventDataNotFoundError,
@@ -15,6 +16,7 @@ __all__ = [
     "CIFAR10DataModule",
     "CIFAR10FormatError",
     "CIFAR10NotFoundError",
+    "DataNotFoundError",
     "EventDataModule",
     "EventDataNotFoundError",
     "EventFileError",

@@ -34,6 +34,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from na_lightning.data.errors import DataNotFoundError
 from na_lightning.data.mnist import EpochRandomSampler, _check_count, _is_writable
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ _PICKLE_GLOBALS = {
 }
 
 
-class CIFAR10NotFoundError(FileNotFoundError):
+class CIFAR10NotFoundError(DataNotFoundError):
     """Raised when the CIFAR-10 folder, a batch file, a split folder or a class folder is missing."""
 
 
@@ -731,6 +732,13 @@ class CIFAR10DataModule(pl.LightningDataModule):
                 if (child / "train").is_dir() or (child / BATCHES_DIR).is_dir():
                     hint = f" The subfolder {child} looks like one; pass data_dir={str(child)!r}."
                     break
+            # A data_dir one level too deep: a split folder of the image-folder layout.
+            if not hint and any((self.data_dir / name).is_dir() for name in CLASSES):
+                parent = self.data_dir.absolute().parent
+                hint = (
+                    f" {self.data_dir} is a split folder with class folders; pass its parent, "
+                    f"data_dir={str(parent)!r}."
+                )
 
         if self.download:
             fix = (
@@ -739,7 +747,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
             )
         else:
             fix = _download_fix()
-        return CIFAR10NotFoundError(f"{problem}. {_layouts_help(self.data_dir)}.{hint} {fix}")
+        return CIFAR10NotFoundError(f"{problem}. {_layouts_help(self.data_dir)}.{hint}", fix)
 
     def _require(self, dataset: Dataset | None, stage: str, hook: str) -> Dataset:
         if dataset is None:

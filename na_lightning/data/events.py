@@ -34,6 +34,7 @@ from tonic.io import read_mnist_file
 from tonic.transforms import ToFrame
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, random_split
 
+from na_lightning.data.errors import DataNotFoundError
 from na_lightning.data.mnist import EpochRandomSampler
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class EventFolderError(ValueError):
     """Raised when a dataset folder does not have the ``<split>/<class>/<file>`` layout."""
 
 
-class EventDataNotFoundError(FileNotFoundError):
+class EventDataNotFoundError(DataNotFoundError):
     """Raised when a split folder or a tonic dataset is not on disk and may not be downloaded."""
 
 
@@ -984,7 +985,8 @@ class EventDataModule(pl.LightningDataModule):
         looked_in = ", ".join(str(folder) for folder in self.split_dirs(split))
         return EventDataNotFoundError(
             f"Split folder {split!r} not found in {looked_in}. Expected "
-            f"<data_dir>/{split}/<class>/<recording>. Pass the data_dir that contains it."
+            f"<data_dir>/{split}/<class>/<recording>.",
+            "Pass the data_dir that contains it.",
         )
 
     def _require(self, dataset: Dataset | None, stage: str, hook: str) -> Dataset:

@@ -25,6 +25,8 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from na_lightning.data.errors import DataNotFoundError
+
 logger = logging.getLogger(__name__)
 
 IMAGE_MAGIC = 2051
@@ -46,7 +48,7 @@ _DEFAULT_CACHE_DIR = Path(".cache") / "na_lightning" / "mnist"
 _STAGES = ("fit", "validate", "test", "predict")
 
 
-class MNISTNotFoundError(FileNotFoundError):
+class MNISTNotFoundError(DataNotFoundError):
     """Raised when the MNIST folder or one of its four IDX files is missing."""
 
 
@@ -379,6 +381,9 @@ class MNISTDataModule(pl.LightningDataModule):
             return
         if not self.download:
             raise self._not_found_error(missing)
+        if self._subfolder_with_files() is not None:
+            # A data_dir one level too high is a likelier cause than absent files.
+            raise self._not_found_error(missing)
 
         root = self.download_root()
         logger.info("Downloading MNIST into %s because %s are missing", root, ", ".join(missing))
@@ -521,6 +526,18 @@ class MNISTDataModule(pl.LightningDataModule):
     def _missing_files(self, names: Sequence[str]) -> list[str]:
         return [f"{name}.gz" for name in names if self._find_file(name) is None]
 
+    def _subfolder_with_files(self) -> Path | None:
+        """Return the first subfolder of ``data_dir`` that contains all four MNIST files, if any."""
+        if not self.data_dir.is_dir():
+            return None
+        for child in sorted(item for item in self.data_dir.iterdir() if item.is_dir()):
+            if all(
+                (child / f"{name}.gz").is_file() or (child / name).is_file()
+                for name in (*TRAIN_FILES, *TEST_FILES)
+            ):
+                return child
+        return None
+
     def _not_found_error(
         self, missing: Sequence[str], fix: str | None = None
     ) -> MNISTNotFoundError:
@@ -531,17 +548,27 @@ class MNISTDataModule(pl.LightningDataModule):
             looked_in = ", ".join(str(folder) for folder in folders)
             problem = f"MNIST files missing: {', '.join(missing)} not found in {looked_in}"
 
-        if fix is None and self.download:
+        problem = (
+            f"{problem}. Expected {', '.join(EXPECTED_FILES)} (each also accepted without .gz or "
+            "under MNIST/raw/)."
+        )
+        subfolder = self._subfolder_with_files()
+        if subfolder is not None:
+            problem += f" The subfolder {subfolder} contains all four."
+
+        if fix is None and subfolder is not None:
+            fix = (
+                f"Pass data_dir={str(subfolder)!r} (on the command line: --data.init_args.data_dir "
+                f"{subfolder})."
+            )
+        elif fix is None and self.download:
             fix = (
                 "Call prepare_data() before setup() to download the files, or copy the four "
                 f"original MNIST files into {self.data_dir}."
             )
         elif fix is None:
             fix = _copy_fix(self.data_dir, list_names=False)
-        return MNISTNotFoundError(
-            f"{problem}. Expected {', '.join(EXPECTED_FILES)} (each also accepted without .gz "
-            f"or under MNIST/raw/). {fix}"
-        )
+        return MNISTNotFoundError(problem, fix)
 
     def _require(self, dataset: Dataset | None, stage: str, hook: str) -> Dataset:
         if dataset is None:

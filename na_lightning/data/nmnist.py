@@ -140,8 +140,8 @@ class NMNISTDataModule(EventDataModule):
             else "Pass download=True to download it with tonic"
         )
         return EventDataNotFoundError(
-            f"N-MNIST split folder {split!r} not found; looked in {looked_in}. {fix}, or copy the "
-            f"original {split}/<digit>/*.bin files into {self.data_dir}."
+            f"N-MNIST split folder {split!r} not found; looked in {looked_in}.",
+            f"{fix}, or copy the original {split}/<digit>/*.bin files into {self.data_dir}.",
         )
 
 

@@ -54,6 +54,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from na_lightning.cli_errors import run_cli
+from na_lightning.data.errors import DataNotFoundError
 from na_lightning.data.mnist import MNISTDataModule
 from na_lightning.lightning.classifier import NAClassifier
 from na_lightning.models.backbone import parse_architecture
@@ -864,6 +865,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Train the MNIST network with NA and count how often each spiking neuron's spike train "
             "changes to one of its SNS neighbors (NA paper, section 4.1, Figure 5)."
         ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--data-dir", default="data/mnist", help="folder with the four MNIST IDX files")
     parser.add_argument("--out", default="docs/reproduction", help="output folder for figures and tables")
@@ -872,9 +874,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per iteration")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the weights and the batch order")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="AdamW learning rate")
-    parser.add_argument(
-        "--rescale", action="store_true", help="per-layer NA gradient rescaling (default: off)"
-    )
+    parser.add_argument("--rescale", action="store_true", help="turn on per-layer NA gradient rescaling")
     parser.add_argument("--kernel", choices=KERNELS, default=defaults.kernel, help="NA kernel implementation")
     parser.add_argument("--device", choices=DEVICES, default=defaults.device, help="device to train on")
     parser.add_argument(
@@ -910,6 +910,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     datamodule = MNISTDataModule(
         data_dir=args.data_dir, batch_size=settings.batch_size, seed=settings.seed, augment=False
     )
+    try:
+        datamodule.prepare_data()
+    except DataNotFoundError as error:
+        raise error.with_fix("Pass the folder with the four MNIST files as --data-dir.") from error
     result = run_neighborhood(settings, datamodule)
     paths = write_outputs(result, args.out)
     print(format_table(result))

@@ -223,12 +223,11 @@ def _validate_neuron(settings: SingleNeuronSettings) -> None:
 
 def _validate_methods(methods: tuple[str, ...]) -> None:
     if not methods:
-        raise ValueError(f"methods is empty; expected one or more of {tuple(METHODS)}.")
+        raise ValueError(f"methods is empty; expected one or more of {', '.join(METHODS)}.")
     for name in methods:
         if name not in METHODS:
             raise ValueError(
-                f"method {name!r} is unknown; expected names from {tuple(METHODS)}, "
-                "e.g. methods=('na_code_code', 'stbp')."
+                f"method {name!r} is unknown; expected one or more of {', '.join(METHODS)}."
             )
     duplicates = sorted({name for name in methods if methods.count(name) > 1})
     if duplicates:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import inspect
 import io
 import itertools
 import json
@@ -41,6 +42,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from na_lightning.cli_errors import run_cli
+from na_lightning.data.errors import DataNotFoundError
 from na_lightning.data.mnist import MNISTDataModule
 from na_lightning.functional.neuron import KERNELS
 from na_lightning.lightning.classifier import NAClassifier
@@ -89,8 +91,8 @@ class Variant:
 def variant_grid() -> tuple[Variant, ...]:
     """Return the 9 variants of the study: the 8 NA option combinations, then STBP.
 
-    The NA variants come in the order error, distance, rescale, each with the authors' code
-    setting first, so the first variant is the library default.
+    The NA variants come in the order error, distance, rescale, each with the setting of the
+    authors' code first (rescale off first).
     """
     na_variants = tuple(
         Variant("na", error=error, distance=distance, rescale=rescale)
@@ -102,12 +104,27 @@ def variant_grid() -> tuple[Variant, ...]:
 VARIANT_NAMES = tuple(variant.name for variant in variant_grid())
 """Names of all variants, in the order of :func:`variant_grid`."""
 
+
+def library_default_variant() -> Variant:
+    """Return the NA variant that :class:`NAClassifier` trains when no option is passed."""
+    parameters = inspect.signature(NAClassifier.__init__).parameters
+    return Variant(
+        "na",
+        error=parameters["error"].default,
+        distance=parameters["distance"].default,
+        rescale=parameters["rescale"].default,
+    )
+
+
 OPTION_CONTRASTS = (
     ("error", "code", "exact"),
     ("distance", "code", "paper"),
     ("rescale", False, True),
 )
-"""Each NA option with its default setting and the alternative that the study compares to it."""
+"""Each NA option with a reference setting and the alternative that the study compares with it.
+
+Differences are alternative minus reference.
+"""
 
 
 def find_variant(name: str) -> Variant:
@@ -119,10 +136,7 @@ def find_variant(name: str) -> Variant:
     for variant in variant_grid():
         if variant.name == name:
             return variant
-    raise ValueError(
-        f"unknown variant {name!r}. Expected one of: {', '.join(VARIANT_NAMES)}. "
-        "Pass names as variant_grid() spells them."
-    )
+    raise ValueError(f"unknown variant {name!r}; expected one of {', '.join(VARIANT_NAMES)}.")
 
 
 @dataclass(frozen=True)
@@ -316,6 +330,12 @@ def run_variant(
         download=False,
         test_subset=settings.test_subset,
     )
+    try:
+        datamodule.prepare_data()
+    except DataNotFoundError as error:
+        raise error.with_fix(
+            "Pass the folder with the four MNIST files as data_dir (--data-dir on the command line)."
+        ) from error
     recorder = _EpochRecorder()
     trainer = pl.Trainer(
         max_epochs=settings.epochs,
@@ -421,7 +441,8 @@ def summarize(runs: Iterable[Mapping[str, object]]) -> list[dict[str, object]]:
 
     Returns:
         Rows with ``variant``, ``seeds``, ``test_acc`` (per seed, in seed order),
-        ``test_acc_mean``, ``test_acc_std``, ``train_loss_mean`` and ``time_per_epoch_s_mean``.
+        ``test_acc_mean``, ``test_acc_std`` (sample standard deviation, None for a single
+        seed), ``train_loss_mean`` and ``time_per_epoch_s_mean``.
 
     Raises:
         ValueError: a variant name is unknown, or a variant and seed occur twice.
@@ -450,7 +471,7 @@ def summarize(runs: Iterable[Mapping[str, object]]) -> list[dict[str, object]]:
                 "seeds": seeds,
                 "test_acc": accuracies,
                 "test_acc_mean": statistics.fmean(accuracies),
-                "test_acc_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+                "test_acc_std": statistics.stdev(accuracies) if len(accuracies) > 1 else None,
                 "train_loss_mean": statistics.fmean(losses),
                 "time_per_epoch_s_mean": statistics.fmean(epoch_times),
             }
@@ -462,12 +483,12 @@ def summarize(runs: Iterable[Mapping[str, object]]) -> list[dict[str, object]]:
 
 
 def compare_options(rows: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
-    """Compare each NA option's alternative with its default, holding the other two options fixed.
+    """Compare each NA option's alternative with its reference setting, the other two options fixed.
 
     For ``error``, for example, each of the 4 distance/rescale settings whose ``"code"`` and
     ``"exact"`` variants both have a row gives one difference of mean test accuracies
-    (alternative minus default, in percentage points). A last entry compares the default NA
-    variant with STBP when both have a row.
+    (alternative minus reference, in percentage points). A last entry compares the NA variant
+    of the library defaults (:func:`library_default_variant`) with STBP when both have a row.
 
     Args:
         rows: rows of :func:`summarize`.
@@ -492,7 +513,7 @@ def compare_options(rows: Sequence[Mapping[str, object]]) -> list[dict[str, obje
         if differences:
             comparisons.append(_comparison(option, default, alternative, differences, pairs))
 
-    default_na = variant_grid()[0].name
+    default_na = library_default_variant().name
     if default_na in means and "stbp" in means:
         difference = means[default_na] - means["stbp"]
         comparisons.append(_comparison("grad", "stbp", "na", [difference], ["default NA options"]))
@@ -517,7 +538,8 @@ def _comparison(
     default_label, alternative_label = _setting_label(default), _setting_label(alternative)
     if option == "grad":
         statement = (
-            f"NA (default options) vs STBP: mean difference {mean_difference:+.2f} points (NA minus STBP)."
+            f"NA (library default options, {library_default_variant().name}) vs STBP: mean difference "
+            f"{mean_difference:+.2f} points (NA minus STBP)."
         )
     else:
         others = " and ".join(name for name, _, _ in OPTION_CONTRASTS if name != option)
@@ -700,9 +722,12 @@ def markdown_table(rows: Sequence[Mapping[str, object]]) -> str:
         per_seed = ", ".join(
             f"{100 * accuracy:.2f} (seed {seed})" for seed, accuracy in zip(row["seeds"], row["test_acc"])
         )
+        accuracy = f"{100 * row['test_acc_mean']:.2f}"
+        if row["test_acc_std"] is not None:
+            accuracy += f" ± {100 * row['test_acc_std']:.2f}"
         lines.append(
-            f"| {row['variant']} | {100 * row['test_acc_mean']:.2f} ± {100 * row['test_acc_std']:.2f} "
-            f"| {per_seed} | {row['train_loss_mean']:.4f} | {row['time_per_epoch_s_mean']:.1f} |"
+            f"| {row['variant']} | {accuracy} | {per_seed} | {row['train_loss_mean']:.4f} "
+            f"| {row['time_per_epoch_s_mean']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -781,10 +806,11 @@ def markdown_report(result: Mapping[str, object]) -> str:
 
 
 def accuracy_figure(rows: Sequence[Mapping[str, object]]) -> bytes:
-    """Draw the test accuracy of each variant as a PNG: mean bars, std error bars, seed points.
+    """Draw the test accuracy of each variant as a PNG: mean markers, std error bars, seed points.
 
     The variants are listed top to bottom in the order of ``rows`` (best first). The x axis
-    starts just below the lowest accuracy, so the bars show differences, not absolute levels.
+    spans only the measured accuracies, so the plot shows markers rather than bars, whose
+    lengths would suggest ratios from zero.
     """
     # matplotlib.figure.Figure renders without pyplot, so no global backend state is touched.
     from matplotlib.figure import Figure
@@ -793,8 +819,13 @@ def accuracy_figure(rows: Sequence[Mapping[str, object]]) -> bytes:
     axes = figure.add_subplot()
     positions = list(range(len(rows)))[::-1]
     means = [100 * row["test_acc_mean"] for row in rows]
-    stds = [100 * row["test_acc_std"] for row in rows]
-    axes.barh(positions, means, xerr=stds, color="#9ecae1", ecolor="#3182bd", capsize=3, label="mean ± std")
+    stds = [0.0 if row["test_acc_std"] is None else 100 * row["test_acc_std"] for row in rows]
+    axes.errorbar(
+        means, positions, xerr=stds, fmt="D", color="#e6550d", ecolor="#e6550d", capsize=4,
+        markersize=6, label="mean ± std", zorder=3,
+    )
+    axes.grid(axis="x", color="#dddddd")
+    axes.set_axisbelow(True)
 
     for position, row in zip(positions, rows):
         points = [100 * accuracy for accuracy in row["test_acc"]]

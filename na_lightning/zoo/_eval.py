@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from na_lightning.data.errors import DataNotFoundError
 from na_lightning.lightning.classifier import NAClassifier
 from na_lightning.zoo._api import get_model, zoo_entry_of
-from na_lightning.zoo._datasets import dataset_spec
+from na_lightning.zoo._datasets import DATA_ENV, dataset_spec
 from na_lightning.zoo._entry import Metric, ZooEntry
 from na_lightning.zoo._errors import ZooError
 from na_lightning.zoo._registry import PathLike
@@ -137,8 +138,15 @@ def evaluate(
     datamodule = spec.build_datamodule(
         spec.data_dir() if data_dir is None else Path(data_dir), batch_size
     )
-    datamodule.prepare_data()
-    datamodule.setup("test")
+    try:
+        datamodule.prepare_data()
+        datamodule.setup("test")
+    except DataNotFoundError as error:
+        # The data module's own fix names its download option, which evaluation never uses.
+        raise error.with_fix(
+            f"Pass the {entry.dataset} folder as data_dir (--data-dir on the command line), or set "
+            f"{DATA_ENV} to a folder that contains {spec.default_dir}/."
+        ) from error
     dataset = datamodule.test_dataloader().dataset
     split_size = len(dataset)
 

@@ -174,9 +174,9 @@ def no_weights_error(entry: ZooEntry) -> NoWeightsError:
     train = f"train it with `na-lightning fit --config {config}`" if config else "train it"
     return NoWeightsError(
         f"Model {entry.name} has no trained weights yet: it is registered as an architecture "
-        f"only (weights: null). Pass pretrained=False for the untrained network, or {train} and "
-        f"register the checkpoint with `na-lightning zoo import CHECKPOINT --name {entry.name} "
-        "--overwrite`."
+        f"only (weights: null). To evaluate it or predict with it, {train} and register the "
+        f"checkpoint with `na-lightning zoo import CHECKPOINT --name {entry.name} --overwrite`. "
+        f"get_model({entry.name!r}, pretrained=False) builds the untrained network."
     )
 
 

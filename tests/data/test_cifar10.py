@@ -415,6 +415,18 @@ def test_layout_one_level_down_suggested(image_folder):
         datamodule.prepare_data()
 
 
+def test_split_folder_names_parent(image_folder):
+    root, _ = image_folder
+    datamodule = CIFAR10DataModule(data_dir=str(root / "train"))
+
+    with pytest.raises(CIFAR10NotFoundError) as excinfo:
+        datamodule.prepare_data()
+
+    message = str(excinfo.value)
+    assert f"{root / 'train'} is a split folder with class folders; pass its parent" in message
+    assert f"data_dir={str(root.absolute())!r}" in message
+
+
 def test_missing_class_folder(image_folder, tmp_path):
     root, _ = image_folder
     for path in (root / "test" / "ship").iterdir():

@@ -613,3 +613,30 @@ def test_trainer_fit_and_test(tmp_path, fake_download):
     results = trainer.test(model, datamodule=datamodule, verbose=False)
     assert len(results) == 1
     assert "test_loss" in results[0]
+
+
+def test_data_dir_one_level_too_high(tmp_path):
+    write_fake_mnist(tmp_path / "mnist")
+    datamodule = MNISTDataModule(data_dir=str(tmp_path), download=True)
+
+    # The files are in a subfolder, so prepare_data reports it instead of downloading.
+    with pytest.raises(MNISTNotFoundError) as raised:
+        datamodule.prepare_data()
+    message = str(raised.value)
+    assert f"The subfolder {tmp_path / 'mnist'} contains all four." in message
+    assert f"Pass data_dir={str(tmp_path / 'mnist')!r}" in message
+    assert not (tmp_path / "MNIST").exists()
+
+
+def test_not_found_fix_replaced(tmp_path):
+    folder = tmp_path / "absent"
+    with pytest.raises(MNISTNotFoundError) as raised:
+        MNISTDataModule(data_dir=str(folder)).prepare_data()
+    error = raised.value
+
+    replaced = error.with_fix("Pass --data-dir.")
+
+    assert type(replaced) is MNISTNotFoundError
+    assert replaced.problem == error.problem
+    assert str(replaced) == f"{error.problem} Pass --data-dir."
+    assert "download" not in str(replaced)

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from na_lightning.cli_errors import run_cli
 from na_lightning.data.mnist import MNISTDataModule
 from na_lightning.experiments.neighborhood import (
     NeighborhoodSettings,
@@ -362,3 +363,16 @@ def test_command_rejects_bad_value(capsys):
 
     assert raised.value.code == 2
     assert "iterations=0" in capsys.readouterr().err
+
+
+def test_missing_data_names_option(tmp_path, capsys):
+    folder = tmp_path / "absent"
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, ["--data-dir", str(folder), "--out", str(tmp_path / "out")])
+
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert f"error: MNIST folder not found: {folder}." in err
+    assert err.rstrip().endswith("Pass the folder with the four MNIST files as --data-dir.")
+    assert not (tmp_path / "out").exists()

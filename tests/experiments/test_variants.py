@@ -13,6 +13,7 @@ from na_lightning.experiments.variants import (
     VariantStudySettings,
     append_run,
     compare_options,
+    library_default_variant,
     read_runs,
     run_study,
     summarize,
@@ -20,6 +21,7 @@ from na_lightning.experiments.variants import (
 )
 
 DEFAULT_NA = "na/error=code,distance=code,rescale=off"
+LIBRARY_DEFAULT_NA = "na/error=code,distance=code,rescale=on"
 EXACT_NA = "na/error=exact,distance=code,rescale=off"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -104,10 +106,10 @@ def test_summarize_hand_computed():
     assert stbp_row["time_per_epoch_s_mean"] == pytest.approx(4.0)
 
 
-def test_summarize_single_seed_std_zero():
+def test_summarize_single_seed_no_std():
     rows = summarize([make_run("stbp", 0, 0.5)])
 
-    assert rows[0]["test_acc_std"] == 0.0
+    assert rows[0]["test_acc_std"] is None
     assert rows[0]["test_acc_mean"] == 0.5
 
 
@@ -129,6 +131,7 @@ def test_compare_options_error_difference():
         make_run("na/error=code,distance=paper,rescale=off", 0, 0.970),
         make_run("na/error=exact,distance=paper,rescale=off", 0, 0.969),
         make_run("stbp", 0, 0.975),
+        make_run(LIBRARY_DEFAULT_NA, 0, 0.978),
     ]
 
     comparisons = {comparison["option"]: comparison for comparison in compare_options(summarize(runs))}
@@ -139,14 +142,23 @@ def test_compare_options_error_difference():
     assert error["mean_difference"] == pytest.approx(0.2)
     assert "mean difference +0.20 points" in error["statement"]
     assert comparisons["distance"]["differences"] == pytest.approx([-1.0, -1.6])
-    assert "rescale" not in comparisons
-    assert comparisons["grad"]["mean_difference"] == pytest.approx(0.5)
+    assert comparisons["rescale"]["differences"] == pytest.approx([-0.2])
+    # NA with the library defaults (rescale on) minus STBP.
+    assert comparisons["grad"]["mean_difference"] == pytest.approx(0.3)
+    assert LIBRARY_DEFAULT_NA in comparisons["grad"]["statement"]
+
+
+def test_library_default_variant_matches_classifier():
+    variant = library_default_variant()
+
+    assert variant.name == LIBRARY_DEFAULT_NA
+    assert variant.model_options() == {"grad": "na", "error": "code", "distance": "code", "rescale": True}
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"variants": ("na/fast",)}, "unknown variant 'na/fast'.*variant_grid"),
+        ({"variants": ("na/fast",)}, "unknown variant 'na/fast'; expected one of na/error=code,distance=code,rescale=off, "),
         ({"variants": ()}, "variants is empty"),
         ({"variants": ("stbp", "stbp")}, "stbp more than once"),
         ({"seeds": ()}, "seeds is empty.*--seeds 0 1 2"),
@@ -268,7 +280,7 @@ def test_main_prints_table(tmp_path, fake_runner, capsys):
     output = capsys.readouterr().out
     assert status == 0
     assert output.startswith("| variant | test accuracy (%)")
-    assert "| stbp | 98.00 ± 0.00 |" in output
+    assert "| stbp | 98.00 | 98.00 (seed 0) |" in output
     assert fake_runner.calls == [("stbp", 0), (DEFAULT_NA, 0)]
 
 
@@ -321,3 +333,16 @@ def test_tiny_study_on_real_mnist(tmp_path, mnist_dir):
     assert (tmp_path / variants.FIGURE_FILE).read_bytes().startswith(PNG_SIGNATURE)
     assert "| stbp |" in (tmp_path / variants.TABLE_FILE).read_text()
     assert len(json.loads((tmp_path / variants.RESULT_FILE).read_text())["rows"]) == 2
+
+
+def test_missing_data_names_option(tmp_path, capsys):
+    folder = tmp_path / "absent"
+
+    with pytest.raises(SystemExit) as exit_info:
+        variants.run_cli(variants.main, ["--data-dir", str(folder), "--out", str(tmp_path), "--variants", "stbp"])
+
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert f"error: MNIST folder not found: {folder}." in err
+    assert err.rstrip().endswith("as data_dir (--data-dir on the command line).")
+    assert not (tmp_path / variants.RESULT_FILE).exists()

@@ -117,7 +117,7 @@ def test_pretrained_raises_with_fix():
 
     message = str(excinfo.value)
     assert "Model alexnet_cifar10.na_t5 has no trained weights yet" in message
-    assert "Pass pretrained=False for the untrained network" in message
+    assert "get_model('alexnet_cifar10.na_t5', pretrained=False) builds the untrained network" in message
     assert "`na-lightning fit --config configs/cifar10_alexnet.yaml`" in message
     assert "`na-lightning zoo import CHECKPOINT --name alexnet_cifar10.na_t5 --overwrite`" in message
 

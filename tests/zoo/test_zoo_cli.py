@@ -97,6 +97,9 @@ def test_eval_missing_data_one_line(mnist_entry, tmp_path, capsys):
     err = run_failing(["eval", "small_cnn_mnist.t1", "--data-dir", str(tmp_path / "absent")], capsys)
 
     assert_one_line_error(err, "MNIST folder not found")
+    assert "--data-dir" in err
+    assert "NA_LIGHTNING_DATA" in err
+    assert "download" not in err
 
 
 def test_predict_prints_one_line_per_file(mnist_entry, mnist_dir, tmp_path, capsys):

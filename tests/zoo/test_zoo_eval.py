@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from na_lightning import zoo
+from na_lightning.data import MNISTNotFoundError
 from na_lightning.data.mnist import read_idx_images, read_idx_labels
 
 
@@ -75,8 +76,14 @@ def test_evaluate_unknown_dataset(tiny_entry):
 
 
 def test_evaluate_missing_data(mnist_entry, tmp_path):
-    with pytest.raises(FileNotFoundError, match="MNIST folder not found"):
+    with pytest.raises(MNISTNotFoundError, match="MNIST folder not found") as excinfo:
         zoo.evaluate("small_cnn_mnist.t1", data_dir=tmp_path / "absent")
+
+    assert excinfo.value.fix == (
+        "Pass the mnist folder as data_dir (--data-dir on the command line), or set "
+        "NA_LIGHTNING_DATA to a folder that contains mnist/."
+    )
+    assert str(excinfo.value).endswith(excinfo.value.fix)
 
 
 def test_predict_files_matches_model(mnist_entry, mnist_dir, tmp_path):
