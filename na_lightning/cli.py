@@ -17,13 +17,24 @@ from na_lightning.lightning.safety import AtomicCheckpointIO, NonFiniteGuard, Ra
 
 
 def best_checkpoint_callback() -> ModelCheckpoint:
-    """Keep the checkpoint of the epoch with the best validation accuracy, and the last one."""
+    """Keep the checkpoint of the epoch with the best validation accuracy."""
     return ModelCheckpoint(
         monitor="val_acc",
         mode="max",
-        save_last=True,
         filename="best-{epoch:03d}-{val_acc:.4f}",
         auto_insert_metric_name=False,
+    )
+
+
+def last_checkpoint_callback() -> ModelCheckpoint:
+    """Overwrite ``last.ckpt`` at the end of every epoch, for resuming with ``--ckpt_path last``.
+
+    ``save_last=True`` on the monitored callback does not do this: since pytorch-lightning 2.6 it
+    writes ``last.ckpt`` only in epochs that also save a top-k checkpoint, so a run whose
+    validation accuracy stops improving would resume from an old epoch.
+    """
+    return ModelCheckpoint(
+        filename=ModelCheckpoint.CHECKPOINT_NAME_LAST, save_top_k=1, enable_version_counter=False
     )
 
 
@@ -56,6 +67,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
         trainer_defaults={
             "callbacks": [
                 best_checkpoint_callback(),
+                last_checkpoint_callback(),
                 LearningRateMonitor(logging_interval="epoch"),
                 EpochTimer(),
                 PredictionWriter(),

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
 
-from na_lightning.cli import build_cli, main
+from na_lightning.cli import best_checkpoint_callback, build_cli, last_checkpoint_callback, main
 from tests.conftest import REPO_ROOT
 
 CONFIG = str(REPO_ROOT / "configs" / "mnist_cnn.yaml")
@@ -55,6 +58,42 @@ def test_fit_then_test_from_best_checkpoint(mnist_dir, tmp_path):
          "--trainer.default_root_dir", str(tmp_path / "validate")]
     )
     assert type(rebuilt.trainer.strategy.checkpoint_io).__name__ == "AtomicCheckpointIO"
+
+
+class WorseningModel(pl.LightningModule):
+    """Logs a validation accuracy that falls every epoch, so only epoch 0 is the best."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_acc", 0.9 - 0.1 * self.current_epoch)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_last_checkpoint_every_epoch(tmp_path):
+    loader = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)
+    trainer = pl.Trainer(
+        max_epochs=3,
+        callbacks=[best_checkpoint_callback(), last_checkpoint_callback()],
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(WorseningModel(), train_dataloaders=loader, val_dataloaders=loader)
+
+    names = sorted(path.name for path in (tmp_path / "checkpoints").glob("*.ckpt"))
+    assert names == ["best-000-0.9000.ckpt", "last.ckpt"]
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 2
+    assert last["global_step"] == 6
 
 
 def test_unknown_config_key_exits(mnist_dir, tmp_path, capsys):
