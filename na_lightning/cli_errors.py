@@ -66,6 +66,8 @@ _LIBRARY_ERRORS = (
 _USER_VALUE_ERROR_PACKAGES = ("na_lightning", "pytorch_lightning", "lightning_fabric", "jsonargparse")
 """Packages whose ValueErrors report a bad input. A ValueError raised elsewhere may be a bug."""
 
+_LIGHTNING_PACKAGES = ("pytorch_lightning", "lightning_fabric")
+
 _LIST_LIMIT = 3
 _QUOTED = re.compile(r'"([^"]+)"')
 _QUOTED_SINGLE = re.compile(r"'([^']+)'")
@@ -146,6 +148,10 @@ def describe_error(error: BaseException, argv: Sequence[str] = ()) -> tuple[str,
 
     if isinstance(error, _LIBRARY_ERRORS):
         return one_line(_worker_message(str(error))[0]), EXIT_ERROR
+    if isinstance(error, ImportError) and (_innermost_module(error) or "").startswith(_LIGHTNING_PACKAGES):
+        # Lightning raises this for an accelerator or strategy whose package is not installed.
+        message = str(error).rstrip(".")
+        return one_line(f"{message}. Alternatively, choose another accelerator or strategy."), EXIT_ERROR
     if isinstance(error, OSError):
         return one_line(_os_error_message(error)), EXIT_ERROR
     if isinstance(error, ValueError):

@@ -496,3 +496,28 @@ def test_console_script_missing_data(tmp_path):
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
+
+
+def test_missing_accelerator_package_one_line():
+    pytest.importorskip("lightning_fabric.accelerators.xla")
+    from lightning_fabric.accelerators.xla import _XLA_AVAILABLE, XLAAccelerator
+
+    if _XLA_AVAILABLE:
+        pytest.skip("torch_xla is installed, so the TPU accelerator does not raise")
+    try:
+        XLAAccelerator()
+    except ModuleNotFoundError as error:
+        described = describe_error(error)
+
+    assert described is not None
+    message, status = described
+    assert status == 1
+    assert message.startswith("Requirement 'torch_xla")
+    assert message.endswith("Alternatively, choose another accelerator or strategy.")
+
+
+def test_import_error_elsewhere_is_a_bug():
+    try:
+        import na_lightning_absent_module  # noqa: F401
+    except ModuleNotFoundError as error:
+        assert describe_error(error) is None

@@ -54,6 +54,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from na_lightning.cli_errors import run_cli
+from na_lightning.experiments._arguments import DEFAULT_OUTPUT, output_folder
 from na_lightning.data.errors import DataNotFoundError
 from na_lightning.data.mnist import MNISTDataModule
 from na_lightning.lightning.classifier import NAClassifier
@@ -868,7 +869,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--data-dir", default="data/mnist", help="folder with the four MNIST IDX files")
-    parser.add_argument("--out", default="docs/reproduction", help="output folder for figures and tables")
+    parser.add_argument(
+        "--out", type=output_folder, default=DEFAULT_OUTPUT, help="output folder for figures and tables"
+    )
     parser.add_argument("--iterations", type=int, default=defaults.iterations, help="weight updates to observe")
     parser.add_argument("--time-steps", type=int, default=defaults.time_steps, help="simulation steps T")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per iteration")

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from na_lightning.cli_errors import run_cli
+from na_lightning.experiments._arguments import DEFAULT_OUTPUT, output_folder
 from na_lightning.functional.lif import psc_filter
 from na_lightning.functional.neuron import KERNELS, lif_neuron
 
@@ -646,7 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
             "(markdown) and the numbers (JSON)."
         ),
     )
-    parser.add_argument("--out", default="docs/reproduction", help="output folder (default: docs/reproduction)")
+    parser.add_argument(
+        "--out", type=output_folder, default=DEFAULT_OUTPUT, help="output folder (default: %(default)s)"
+    )
 
     parser.add_argument("--rounds", type=int, default=defaults.rounds, help=f"independent rounds (default: {defaults.rounds})")
     parser.add_argument(

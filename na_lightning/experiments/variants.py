@@ -42,6 +42,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from na_lightning.cli_errors import run_cli
+from na_lightning.experiments._arguments import DEFAULT_OUTPUT, output_folder
 from na_lightning.data.errors import DataNotFoundError
 from na_lightning.data.mnist import MNISTDataModule
 from na_lightning.functional.neuron import KERNELS
@@ -866,7 +867,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the NA option variants and STBP on MNIST and compare their test accuracy.",
     )
     parser.add_argument("--data-dir", required=True, help="folder with the four MNIST files")
-    parser.add_argument("--out", default="docs/reproduction", help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "--out", type=output_folder, default=DEFAULT_OUTPUT, help="output folder (default: %(default)s)"
+    )
 
     study = parser.add_argument_group("study")
     study.add_argument(

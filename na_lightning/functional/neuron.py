@@ -152,6 +152,24 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name}={value!r} is not supported; expected one of {choices}.")
 
 
+def check_neuron_options(
+    tau_m: float, tau_s: float, theta: float, grad: str, error: str, distance: str, kernel: str
+) -> None:
+    """Raise ValueError for a neuron constant or gradient option that :func:`lif_psc` rejects."""
+    for name, value in (("tau_m", tau_m), ("tau_s", tau_s)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 1.0):
+            raise ValueError(
+                f"{name}={value!r} is invalid; expected a time constant >= 1 step, "
+                f"so that the decay factor 1 - 1/{name} lies in [0, 1)."
+            )
+    if not (isinstance(theta, (int, float)) and math.isfinite(theta) and theta > 0):
+        raise ValueError(f"theta={theta!r} is invalid; expected a finite threshold > 0.")
+    _check_choice("grad", grad, GRADIENTS)
+    _check_choice("error", error, ERROR_VECTORS)
+    _check_choice("distance", distance, DISTANCE_WEIGHTS)
+    _check_choice("kernel", kernel, KERNELS)
+
+
 def _check_arguments(current, tau_m, tau_s, theta, grad, error, distance, kernel, check_finite):
     if not isinstance(current, Tensor):
         raise TypeError(
@@ -167,18 +185,7 @@ def _check_arguments(current, tau_m, tau_s, theta, grad, error, distance, kernel
             f"current has dtype {current.dtype}; expected torch.float32 or torch.float64. "
             "Convert it with current.float()."
         )
-    for name, value in (("tau_m", tau_m), ("tau_s", tau_s)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 1.0):
-            raise ValueError(
-                f"{name}={value!r} is invalid; expected a time constant >= 1 step, "
-                f"so that the decay factor 1 - 1/{name} lies in [0, 1)."
-            )
-    if not (isinstance(theta, (int, float)) and math.isfinite(theta) and theta > 0):
-        raise ValueError(f"theta={theta!r} is invalid; expected a finite threshold > 0.")
-    _check_choice("grad", grad, GRADIENTS)
-    _check_choice("error", error, ERROR_VECTORS)
-    _check_choice("distance", distance, DISTANCE_WEIGHTS)
-    _check_choice("kernel", kernel, KERNELS)
+    check_neuron_options(tau_m, tau_s, theta, grad, error, distance, kernel)
     if check_finite and not bool(torch.isfinite(current.detach()).all()):
         bad = (~torch.isfinite(current.detach())).nonzero()[0].tolist()
         raise ValueError(

@@ -208,7 +208,13 @@ class SpikingNetwork(nn.Module):
         if self.encoding == "analog":
             expected = "[B, " + ", ".join(str(size) for size in self.input_shape) + "]"
             valid = inputs.dim() == 4 and tuple(inputs.shape[1:]) == self.input_shape
-            hint = "Add the batch axis with x.unsqueeze(0) for a single image."
+            if tuple(inputs.shape) == self.input_shape:
+                hint = "Add the batch axis with x.unsqueeze(0) for a single image."
+            else:
+                hint = (
+                    "Pass images of the shape the network was built for, or a network built for "
+                    "these images (input_shape, or the checkpoint's model arguments)."
+                )
         else:
             expected = "[B, T, " + ", ".join(str(size) for size in self.input_shape) + "]"
             valid = inputs.dim() == 5 and tuple(inputs.shape[2:]) == self.input_shape and inputs.shape[1] >= 1

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from na_lightning.functional import GradientRescale, analog_current, lif_neuron, psc_filter
+from na_lightning.functional.neuron import check_neuron_options
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,12 @@ class NeuronOptions:
     surrogate_slope: float = 4.0
     kernel: str = "auto"
     check_finite: bool = True
+
+    def __post_init__(self) -> None:
+        # Reject a typo such as grad="nah" when the network is built, not at its first batch.
+        check_neuron_options(
+            self.tau_m, self.tau_s, self.theta, self.grad, self.error, self.distance, self.kernel
+        )
 
 
 class SpikingLayer(nn.Module):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 
 import pytest
 import torch
 
+from na_lightning.experiments import neighborhood, single_neuron, variants
 from na_lightning.experiments.single_neuron import (
     FIGURE_NAME,
     JSON_NAME,
@@ -367,3 +369,27 @@ def test_command_rejects_bad_settings(tmp_path, capsys):
         main(["--out", str(tmp_path), "--methods", "na,stbp"])
     assert "method 'na' is unknown" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("module", ["single_neuron", "neighborhood", "variants"])
+def test_out_file_rejected_before_run(module, tmp_path, capsys):
+    experiment = importlib.import_module(f"na_lightning.experiments.{module}")
+    path = tmp_path / "afile"
+    path.write_text("keep")
+    arguments = ["--out", str(path)]
+    if module != "single_neuron":
+        arguments += ["--data-dir", str(tmp_path)]
+
+    with pytest.raises(SystemExit) as exit_info:
+        experiment.main(arguments)
+
+    assert exit_info.value.code == 2
+    assert f"{path} is a file; expected a folder for the output files" in capsys.readouterr().err
+    assert path.read_text() == "keep"
+
+
+def test_out_default_is_not_published_folder():
+    for experiment in (single_neuron, neighborhood, variants):
+        parser = experiment.build_parser()
+        out = parser.parse_args(["--data-dir", "unused"] if experiment is variants else []).out
+        assert out.as_posix() == "runs/reproduction"

@@ -82,6 +82,24 @@ def test_unknown_option_raises():
         tiny_classifier(loss="hinge")
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("grad", "nah", "grad='nah' is not supported; expected one of ('na', 'stbp')."),
+        ("error", "cod", "error='cod' is not supported"),
+        ("distance", "papr", "distance='papr' is not supported"),
+        ("kernel", "fast", "kernel='fast' is not supported"),
+        ("tau_m", 0.5, "tau_m=0.5 is invalid; expected a time constant >= 1 step"),
+        ("theta", 0.0, "theta=0.0 is invalid; expected a finite threshold > 0."),
+    ],
+)
+def test_neuron_option_typo_raises_at_construction(option, value, message):
+    with pytest.raises(ValueError) as excinfo:
+        tiny_classifier(**{option: value})
+
+    assert message in str(excinfo.value)
+
+
 @pytest.mark.slow
 def test_real_mnist_short_epoch_beats_chance(mnist_dir, tmp_path):
     # One epoch on 4,000 real training images; chance is 10%.

@@ -86,6 +86,19 @@ def test_wrong_input_shape_raises(shape):
         network(torch.randn(*shape))
 
 
+def test_input_shape_hint_depends_on_shape():
+    network = SpikingNetwork("15C5-P2-300", num_classes=10)
+
+    with pytest.raises(ValueError) as single_image:
+        network(torch.randn(1, 28, 28))
+    with pytest.raises(ValueError) as other_images:
+        network(torch.randn(2, 3, 32, 32))
+
+    assert "x.unsqueeze(0)" in str(single_image.value)
+    assert "x.unsqueeze(0)" not in str(other_images.value)
+    assert "a network built for these images" in str(other_images.value)
+
+
 def test_stbp_network_trains_weights():
     network = SpikingNetwork(
         "6C3-P2-30", num_classes=3, input_shape=(1, 8, 8), neuron=NeuronOptions(grad="stbp")
