@@ -542,7 +542,9 @@ class MNISTDataModule(pl.LightningDataModule):
         self, missing: Sequence[str], fix: str | None = None
     ) -> MNISTNotFoundError:
         folders = self.search_dirs()
-        if not any(folder.is_dir() for folder in folders):
+        if self.data_dir.is_file():
+            problem = f"MNIST data_dir {self.data_dir} is a file; expected the folder that contains it"
+        elif not any(folder.is_dir() for folder in folders):
             problem = f"MNIST folder not found: {self.data_dir}"
         else:
             looked_in = ", ".join(str(folder) for folder in folders)

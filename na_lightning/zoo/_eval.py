@@ -143,10 +143,14 @@ def evaluate(
         datamodule.setup("test")
     except DataNotFoundError as error:
         # The data module's own fix names its download option, which evaluation never uses.
-        raise error.with_fix(
-            f"Pass the {entry.dataset} folder as data_dir (--data-dir on the command line), or set "
-            f"{DATA_ENV} to a folder that contains {spec.default_dir}/."
-        ) from error
+        if data_dir is None:
+            fix = (
+                f"Pass the {entry.dataset} folder as data_dir (--data-dir on the command line), or "
+                f"set {DATA_ENV} to a folder that contains {spec.default_dir}/."
+            )
+        else:
+            fix = f"Check data_dir (--data-dir on the command line): it must be the {entry.dataset} folder."
+        raise error.with_fix(fix) from error
     dataset = datamodule.test_dataloader().dataset
     split_size = len(dataset)
 

@@ -63,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation = commands.add_parser("eval", help="measure a model's test accuracy again")
     evaluation.add_argument("name", help="model name, architecture.tag")
     evaluation.add_argument(
-        "--data-dir", default=None, help="dataset folder (default: $NA_LIGHTNING_DATA/<dataset>)"
+        "--data-dir",
+        default=None,
+        help="dataset folder (default: $NA_LIGHTNING_DATA/<dataset> when the variable is set, "
+        "else data/<dataset> in the working directory)",
     )
     evaluation.add_argument(
         "--limit", type=_positive_int, default=None, help="evaluate a fixed random sample of N test samples"

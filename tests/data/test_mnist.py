@@ -640,3 +640,11 @@ def test_not_found_fix_replaced(tmp_path):
     assert replaced.problem == error.problem
     assert str(replaced) == f"{error.problem} Pass --data-dir."
     assert "download" not in str(replaced)
+
+
+def test_data_dir_is_a_file(tmp_path):
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(b"")
+
+    with pytest.raises(MNISTNotFoundError, match=f"MNIST data_dir {path} is a file; expected the folder that contains it"):
+        MNISTDataModule(data_dir=str(path)).prepare_data()

@@ -97,8 +97,7 @@ def test_eval_missing_data_one_line(mnist_entry, tmp_path, capsys):
     err = run_failing(["eval", "small_cnn_mnist.t1", "--data-dir", str(tmp_path / "absent")], capsys)
 
     assert_one_line_error(err, "MNIST folder not found")
-    assert "--data-dir" in err
-    assert "NA_LIGHTNING_DATA" in err
+    assert "Check data_dir (--data-dir on the command line)" in err
     assert "download" not in err
 
 

@@ -80,10 +80,21 @@ def test_evaluate_missing_data(mnist_entry, tmp_path):
         zoo.evaluate("small_cnn_mnist.t1", data_dir=tmp_path / "absent")
 
     assert excinfo.value.fix == (
+        "Check data_dir (--data-dir on the command line): it must be the mnist folder."
+    )
+    assert str(excinfo.value).endswith(excinfo.value.fix)
+
+
+def test_evaluate_missing_default_data(mnist_entry, tmp_path, monkeypatch):
+    monkeypatch.setenv("NA_LIGHTNING_DATA", str(tmp_path))
+
+    with pytest.raises(MNISTNotFoundError, match=f"MNIST folder not found: {tmp_path / 'mnist'}") as excinfo:
+        zoo.evaluate("small_cnn_mnist.t1")
+
+    assert excinfo.value.fix == (
         "Pass the mnist folder as data_dir (--data-dir on the command line), or set "
         "NA_LIGHTNING_DATA to a folder that contains mnist/."
     )
-    assert str(excinfo.value).endswith(excinfo.value.fix)
 
 
 def test_predict_files_matches_model(mnist_entry, mnist_dir, tmp_path):
