@@ -86,6 +86,14 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     )
 
 
+OTHER_COMMANDS = (
+    "Commands besides fit, validate, test and predict (each takes --help):\n"
+    "  na-lightning zoo {list,info,eval,predict,import}  pretrained models\n"
+    "  na-lightning inspect NAME_OR_CKPT INPUT_FILE      spike rasters and membrane traces as PNG\n\n"
+)
+"""Lines printed before LightningCLI's help, which does not know these commands."""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``na-lightning`` console script."""
     args = sys.argv[1:] if argv is None else argv
@@ -100,6 +108,9 @@ def main(argv: list[str] | None = None) -> None:
 
             inspect_main(args[1:])
             return
+        if not args or args[0] in ("-h", "--help"):
+            # LightningCLI's help lists only its own subcommands.
+            sys.stdout.write(OTHER_COMMANDS)
         # With argv None, LightningCLI parses sys.argv itself.
         build_cli(argv)
 

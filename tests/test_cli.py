@@ -113,3 +113,14 @@ def test_predict_writes_csv(mnist_dir, tmp_path):
     assert lines[0].split(",")[:3] == ["index", "predicted_class", "score_0"]
     assert len(lines) == 1 + 2 * 64
     assert all(0 <= int(line.split(",")[1]) <= 9 for line in lines[1:])
+
+
+def test_help_lists_zoo_and_inspect(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert "na-lightning zoo {list,info,eval,predict,import}" in out
+    assert "na-lightning inspect NAME_OR_CKPT INPUT_FILE" in out
+    assert "{fit,validate,test,predict}" in out

@@ -172,13 +172,17 @@ def validate_settings(settings: SingleNeuronSettings) -> None:
                 f"e.g. {name}={getattr(SingleNeuronSettings, name)}."
             )
 
-    for name in ("input_rate", "target_rate"):
-        value = getattr(settings, name)
-        if not (_is_real(value) and 0.0 <= value <= 1.0):
-            raise ValueError(
-                f"{name}={value!r} is invalid; expected a spike probability per step in [0, 1], "
-                f"e.g. {name}={getattr(SingleNeuronSettings, name)}."
-            )
+    # Without input spikes the neuron never fires and no method can learn, so input_rate > 0.
+    if not (_is_real(settings.input_rate) and 0.0 < settings.input_rate <= 1.0):
+        raise ValueError(
+            f"input_rate={settings.input_rate!r} is invalid; expected a spike probability per step "
+            f"in (0, 1], e.g. input_rate={SingleNeuronSettings.input_rate}."
+        )
+    if not (_is_real(settings.target_rate) and 0.0 <= settings.target_rate <= 1.0):
+        raise ValueError(
+            f"target_rate={settings.target_rate!r} is invalid; expected a spike probability per "
+            f"step in [0, 1], e.g. target_rate={SingleNeuronSettings.target_rate}."
+        )
 
     if not (_is_real(settings.weight_scale) and settings.weight_scale >= 0.0):
         raise ValueError(

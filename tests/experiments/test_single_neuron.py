@@ -57,6 +57,7 @@ def _recomputed_first(condition: torch.Tensor) -> int | None:
         ({"lr": -0.1}, "lr=-0.1"),
         ({"lr": float("nan")}, "lr=nan"),
         ({"target_rate": 1.5}, "target_rate=1.5"),
+        ({"input_rate": 0.0}, "input_rate=0.0 is invalid; expected a spike probability per step in (0, 1]"),
         ({"tau_s": 0.5}, "tau_s=0.5"),
         ({"normalization": "global"}, "normalization='global'"),
         ({"methods": ("sgd",)}, "'sgd'"),
