@@ -139,7 +139,8 @@ def evaluate(
         spec.data_dir() if data_dir is None else Path(data_dir), batch_size
     )
     try:
-        datamodule.prepare_data()
+        # Only setup: prepare_data would also require the training split, which evaluation
+        # does not read, and the data modules are built with download=False.
         datamodule.setup("test")
     except DataNotFoundError as error:
         # The data module's own fix names its download option, which evaluation never uses.

@@ -127,3 +127,15 @@ def test_predict_rejects_event_files(mnist_entry, tmp_path):
 def test_evaluate_unavailable_cuda_rejected():
     with pytest.raises(zoo.ZooError, match="Device 'cuda' is not available.*--device cpu"):
         zoo.evaluate("spiking_cnn_mnist.na_t5_e5", device="cuda")
+
+
+def test_evaluate_needs_only_test_files(mnist_entry, mnist_dir, tmp_path):
+    folder = tmp_path / "test_only"
+    folder.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (folder / name).symlink_to(mnist_dir / name)
+
+    result = zoo.evaluate("small_cnn_mnist.t1", data_dir=folder, limit=20)
+
+    assert result.num_samples == 20
+    assert result.split_size == 10000
