@@ -68,6 +68,8 @@ _USER_VALUE_ERROR_PACKAGES = ("na_lightning", "pytorch_lightning", "lightning_fa
 
 _LIGHTNING_PACKAGES = ("pytorch_lightning", "lightning_fabric")
 
+_UNION_FAILURE = "Does not validate against any of the Union subtypes"
+
 _LIST_LIMIT = 3
 _QUOTED = re.compile(r'"([^"]+)"')
 _QUOTED_SINGLE = re.compile(r"'([^']+)'")
@@ -131,6 +133,14 @@ def describe_error(error: BaseException, argv: Sequence[str] = ()) -> tuple[str,
     if isinstance(error, argparse.ArgumentError):
         return _argument_message(str(error), argv), EXIT_USAGE
 
+    cause = error.__cause__
+    if str(error).startswith(_UNION_FAILURE) and isinstance(cause, Exception):
+        # jsonargparse wraps the error of a class it could not build, e.g. NAClassifier's
+        # ValueError for an invalid architecture, in a list of every Union subtype tried.
+        described = describe_error(cause, argv)
+        if described is not None:
+            return described
+
     checkpoint = _option_value(argv, "--ckpt_path") or "the checkpoint"
     if _raised_in_torch_load(error):
         reason = describe_load_failure(error)
@@ -185,7 +195,7 @@ def _argument_message(message: str, argv: Sequence[str]) -> str:
     subcommand = next((argument for argument in argv if argument in SUBCOMMANDS), None)
     command = f"{PROG} {subcommand}" if subcommand else PROG
     tip = f" Run `{command} --help` for the accepted options."
-    if len(lines) <= 1 or "Does not validate against any of the Union subtypes" not in message:
+    if len(lines) <= 1 or _UNION_FAILURE not in message:
         return one_line(message).rstrip(".") + "." + tip
 
     head = lines[0].rstrip(":")

@@ -521,3 +521,19 @@ def test_import_error_elsewhere_is_a_bug():
         import na_lightning_absent_module  # noqa: F401
     except ModuleNotFoundError as error:
         assert describe_error(error) is None
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--model.architecture", "15C5-P2-40X5-P2-300", "error: Unknown token '40X5' at position 2 of architecture"),
+        ("--model.time_steps", "0", "error: time_steps=0 is invalid; expected an integer >= 1."),
+        ("--model.grad", "nah", "error: grad='nah' is not supported; expected one of ('na', 'stbp')."),
+    ],
+)
+def test_invalid_model_value_one_line(option, value, expected, tmp_path, capsys):
+    status, line = run_failing(["fit", *quick_args(tmp_path / "absent", tmp_path), option, value], capsys)
+
+    assert status == 1
+    assert line.startswith(expected)
+    assert "Union subtypes" not in line
