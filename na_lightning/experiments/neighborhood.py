@@ -54,7 +54,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from na_lightning.cli_errors import run_cli
-from na_lightning.experiments._arguments import DEFAULT_OUTPUT, output_folder
+from na_lightning.experiments._arguments import DEFAULT_OUTPUT, command_line_message, output_folder
 from na_lightning.data.errors import DataNotFoundError
 from na_lightning.data.mnist import MNISTDataModule
 from na_lightning.lightning.classifier import NAClassifier
@@ -563,7 +563,10 @@ def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was requested but CUDA is not available; pass device='cpu'.")
+        raise ValueError(
+            "device='cuda' was requested but CUDA is not available; pass device='cpu' "
+            "(--device cpu on the command line)."
+        )
     return torch.device(device)
 
 
@@ -908,7 +911,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress,
         )
     except ValueError as error:
-        parser.error(str(error))
+        parser.error(command_line_message(str(error), parser))
 
     datamodule = MNISTDataModule(
         data_dir=args.data_dir, batch_size=settings.batch_size, seed=settings.seed, augment=False

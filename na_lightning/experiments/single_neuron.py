@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from na_lightning.cli_errors import run_cli
-from na_lightning.experiments._arguments import DEFAULT_OUTPUT, output_folder
+from na_lightning.experiments._arguments import DEFAULT_OUTPUT, command_line_message, output_folder
 from na_lightning.functional.lif import psc_filter
 from na_lightning.functional.neuron import KERNELS, lif_neuron
 
@@ -726,7 +726,7 @@ def main(argv: Sequence[str] | None = None) -> SingleNeuronResult:
     try:
         settings = settings_from_args(args)
     except ValueError as error:
-        parser.error(str(error))
+        parser.error(command_line_message(str(error), parser))
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")

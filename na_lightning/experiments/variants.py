@@ -42,7 +42,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from na_lightning.cli_errors import run_cli
-from na_lightning.experiments._arguments import DEFAULT_OUTPUT, output_folder
+from na_lightning.experiments._arguments import DEFAULT_OUTPUT, command_line_message, output_folder
 from na_lightning.data.errors import DataNotFoundError
 from na_lightning.data.mnist import MNISTDataModule
 from na_lightning.functional.neuron import KERNELS
@@ -976,7 +976,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             threads=args.threads,
         )
     except ValueError as error:
-        parser.error(str(error))
+        parser.error(command_line_message(str(error), parser))
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

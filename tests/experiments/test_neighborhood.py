@@ -362,7 +362,7 @@ def test_command_rejects_bad_value(capsys):
         main(["--iterations", "0"])
 
     assert raised.value.code == 2
-    assert "iterations=0" in capsys.readouterr().err
+    assert "--iterations 0 is invalid" in capsys.readouterr().err
 
 
 def test_missing_data_names_option(tmp_path, capsys):

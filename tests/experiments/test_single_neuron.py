@@ -364,7 +364,7 @@ def test_command_rejects_bad_settings(tmp_path, capsys):
     with pytest.raises(SystemExit) as caught:
         main(["--out", str(tmp_path), "--rounds", "0"])
     assert caught.value.code == 2
-    assert "rounds=0" in capsys.readouterr().err
+    assert "--rounds 0 is invalid" in capsys.readouterr().err
 
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--methods", "na,stbp"])
@@ -394,3 +394,14 @@ def test_out_default_is_not_published_folder():
         parser = experiment.build_parser()
         out = parser.parse_args(["--data-dir", "unused"] if experiment is variants else []).out
         assert out.as_posix() == "runs/reproduction"
+
+
+def test_settings_error_names_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--rounds", "0"])
+
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "error: --rounds 0 is invalid; expected an integer >= 1." in err
+    assert "e.g. --rounds 500." in err
+    assert "rounds=" not in err
