@@ -6,7 +6,7 @@ membrane-potential traces against the threshold and a histogram of per-neuron fi
 :class:`~na_lightning.lightning.monitor.SpikeMonitor` logs the same pictures to TensorBoard
 during training, and :func:`main` writes them as PNG files::
 
-    na-lightning inspect spiking_cnn_mnist.na_t5 digit.png --out inspect/
+    na-lightning inspect spiking_cnn_mnist.na_t5_e5 digit.png --out inspect/
     na-lightning inspect runs/.../best.ckpt recording.bin
 
 Figures are drawn on matplotlib's Agg canvas without pyplot, so they need no display and

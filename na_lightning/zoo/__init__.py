@@ -2,8 +2,8 @@
 
 >>> from na_lightning import zoo
 >>> zoo.list_models("*mnist*")  # doctest: +SKIP
-['spiking_cnn_mnist.na_t5']
->>> model = zoo.get_model("spiking_cnn_mnist.na_t5")  # doctest: +SKIP
+['spiking_cnn_mnist.na_t5_e5', 'spiking_cnn_nmnist.na_t30_subset1k']
+>>> model = zoo.get_model("spiking_cnn_mnist.na_t5_e5")  # doctest: +SKIP
 >>> scores = model(model.transforms(image).unsqueeze(0))  # doctest: +SKIP
 
 The registry is a folder of JSON entry files (``zoo/`` in the repository, or

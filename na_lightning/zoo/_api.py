@@ -25,7 +25,7 @@ def list_models(pattern: str = "*", *, zoo_dir: PathLike | None = None) -> list[
 
     Example:
         >>> list_models("*mnist*")  # doctest: +SKIP
-        ['spiking_cnn_mnist.na_t5']
+        ['spiking_cnn_mnist.na_t5_e5', 'spiking_cnn_nmnist.na_t30_subset1k']
     """
     return list_names(pattern, zoo_dir)
 
