@@ -25,17 +25,17 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torchvision.datasets
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset, random_split
+from torch.utils.data import Dataset, Subset, random_split
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from tqdm import tqdm
 
 from na_lightning.data.errors import DataNotFoundError
-from na_lightning.data.mnist import EpochRandomSampler, _check_count, _is_writable
+from na_lightning.data._loaders import SplitDataModule
+from na_lightning.data.mnist import _check_count, _is_writable
 
 logger = logging.getLogger(__name__)
 
@@ -405,7 +405,7 @@ class CIFAR10TensorDataset(Dataset):
         return image, self.labels[index]
 
 
-class CIFAR10DataModule(pl.LightningDataModule):
+class CIFAR10DataModule(SplitDataModule):
     """CIFAR-10 with a seeded train/validation split, read from python batches or image folders.
 
     ``data_dir`` contains the python batches, directly or in ``<data_dir>/cifar-10-batches-py/``,
@@ -457,9 +457,9 @@ class CIFAR10DataModule(pl.LightningDataModule):
     """Per-channel (R, G, B) mean of the 50,000 original training images, intensities scaled to 0..1."""
     std = (0.2470, 0.2435, 0.2616)
     """Per-channel standard deviation over all pixels of the 50,000 original training images,
-    intensities scaled to 0..1 (widely published values; the lossy JPEG copy gives 0.2452,
-    0.2428, 0.2606). The often copied (0.2023, 0.1994, 0.2010) is the mean of the per-image
-    standard deviations instead."""
+    intensities scaled to 0..1. These are the widely published values. The lossy JPEG copy gives
+    0.2452, 0.2428 and 0.2606. The often copied (0.2023, 0.1994, 0.2010) is the mean of the
+    per-image standard deviations instead."""
 
     def __init__(
         self,
@@ -574,29 +574,6 @@ class CIFAR10DataModule(pl.LightningDataModule):
         if stage in (None, "test", "predict") and self.test_dataset is None:
             images, labels = self.load_split("test")
             self.test_dataset = CIFAR10TensorDataset(images, labels, self.build_transform(train=False))
-
-    def train_dataloader(self) -> DataLoader:
-        """Return a shuffled loader over :attr:`train_dataset`.
-
-        The order of epoch ``e`` depends only on ``seed + e`` (:class:`EpochRandomSampler`), so
-        a run resumed from an end-of-epoch checkpoint trains on the same batches as an
-        uninterrupted one.
-        """
-        dataset = self._require(self.train_dataset, "fit", "train_dataloader")
-        generator = torch.Generator().manual_seed(self.seed)
-        return self._loader(dataset, sampler=EpochRandomSampler(dataset, self.seed), generator=generator)
-
-    def val_dataloader(self) -> DataLoader:
-        """Return an unshuffled loader over :attr:`val_dataset`."""
-        return self._loader(self._require(self.val_dataset, "fit", "val_dataloader"))
-
-    def test_dataloader(self) -> DataLoader:
-        """Return an unshuffled loader over :attr:`test_dataset`."""
-        return self._loader(self._require(self.test_dataset, "test", "test_dataloader"))
-
-    def predict_dataloader(self) -> DataLoader:
-        """Return an unshuffled loader over :attr:`test_dataset`, labels included."""
-        return self._loader(self._require(self.test_dataset, "predict", "predict_dataloader"))
 
     def build_transform(self, train: bool) -> v2.Compose:
         """Return the transform from a uint8 image ``[3, 32, 32]`` to a normalized float32 one.
@@ -748,21 +725,3 @@ class CIFAR10DataModule(pl.LightningDataModule):
         else:
             fix = _download_fix()
         return CIFAR10NotFoundError(f"{problem}. {_layouts_help(self.data_dir)}.{hint}", fix)
-
-    def _require(self, dataset: Dataset | None, stage: str, hook: str) -> Dataset:
-        if dataset is None:
-            raise RuntimeError(f"call setup({stage!r}) before {hook}()")
-        return dataset
-
-    def _loader(
-        self, dataset: Dataset, sampler: Sampler | None = None, generator: torch.Generator | None = None
-    ) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            generator=generator,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )

@@ -27,15 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import tonic
 import torch
 from tonic.io import read_mnist_file
 from tonic.transforms import ToFrame
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset, random_split
+from torch.utils.data import Dataset, Subset, random_split
 
 from na_lightning.data.errors import DataNotFoundError
-from na_lightning.data.mnist import EpochRandomSampler
+from na_lightning.data._loaders import SplitDataModule
 
 logger = logging.getLogger(__name__)
 
@@ -673,7 +672,7 @@ def scan_event_folder(
 # Data module
 
 
-class EventDataModule(pl.LightningDataModule):
+class EventDataModule(SplitDataModule):
     """Event-camera recordings as binary frames ``[T, C, H, W]``, with a seeded validation split.
 
     The recordings come from a folder ``<data_dir>/<split>/<class>/<file>``, with files in the
@@ -868,28 +867,6 @@ class EventDataModule(pl.LightningDataModule):
         if stage in (None, "test", "predict") and self.test_dataset is None:
             self.test_dataset = self._build_dataset(train=False)
 
-    def train_dataloader(self) -> DataLoader:
-        """Return a shuffled loader over :attr:`train_dataset`.
-
-        The order of epoch ``e`` depends only on ``seed + e`` (:class:`EpochRandomSampler`), so a
-        run resumed from an end-of-epoch checkpoint trains on the same batches as an uninterrupted one.
-        """
-        dataset = self._require(self.train_dataset, "fit", "train_dataloader")
-        generator = torch.Generator().manual_seed(self.seed)
-        return self._loader(dataset, sampler=EpochRandomSampler(dataset, self.seed), generator=generator)
-
-    def val_dataloader(self) -> DataLoader:
-        """Return an unshuffled loader over :attr:`val_dataset`."""
-        return self._loader(self._require(self.val_dataset, "fit", "val_dataloader"))
-
-    def test_dataloader(self) -> DataLoader:
-        """Return an unshuffled loader over :attr:`test_dataset`."""
-        return self._loader(self._require(self.test_dataset, "test", "test_dataloader"))
-
-    def predict_dataloader(self) -> DataLoader:
-        """Return an unshuffled loader over :attr:`test_dataset`, labels included."""
-        return self._loader(self._require(self.test_dataset, "predict", "predict_dataloader"))
-
     def frame_cache(self) -> FrameCache | None:
         """Return the cache for the current framing options, or None when ``cache`` is False."""
         if not self.cache:
@@ -987,27 +964,6 @@ class EventDataModule(pl.LightningDataModule):
             f"Split folder {split!r} not found in {looked_in}. Expected "
             f"<data_dir>/{split}/<class>/<recording>.",
             "Pass the data_dir that contains it.",
-        )
-
-    def _require(self, dataset: Dataset | None, stage: str, hook: str) -> Dataset:
-        if dataset is None:
-            raise RuntimeError(f"call setup({stage!r}) before {hook}()")
-        return dataset
-
-    def _loader(
-        self,
-        dataset: Dataset,
-        sampler: Sampler | None = None,
-        generator: torch.Generator | None = None,
-    ) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            generator=generator,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
         )
 
 

@@ -18,13 +18,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torchvision.datasets
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset, random_split
+from torch.utils.data import Dataset, Subset, random_split
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from na_lightning.data._loaders import SplitDataModule
 from na_lightning.data.errors import DataNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -238,32 +238,7 @@ class MNISTTensorDataset(Dataset):
         return image, self.labels[index]
 
 
-class EpochRandomSampler(RandomSampler):
-    """Random order that depends only on ``seed`` and the epoch, so that a resumed run repeats it.
-
-    Lightning calls :meth:`set_epoch` before every training epoch, also after resuming from a
-    checkpoint. Under DDP Lightning replaces this sampler with a ``DistributedSampler``, as it
-    replaces a plain ``RandomSampler``.
-
-    Args:
-        data_source: the dataset to shuffle.
-        seed: seed of the order; epoch ``e`` uses ``seed + e``.
-    """
-
-    def __init__(self, data_source: Dataset, seed: int = 0) -> None:
-        super().__init__(data_source)
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
-
-
-class MNISTDataModule(pl.LightningDataModule):
+class MNISTDataModule(SplitDataModule):
     """MNIST digits with a seeded train/validation split, read from the original IDX files.
 
     ``data_dir`` contains ``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
@@ -427,29 +402,6 @@ class MNISTDataModule(pl.LightningDataModule):
         if stage in (None, "test", "predict") and self.test_dataset is None:
             self._setup_test()
 
-    def train_dataloader(self) -> DataLoader:
-        """Return a shuffled loader over :attr:`train_dataset`.
-
-        The order of epoch ``e`` depends only on ``seed + e`` (:class:`EpochRandomSampler`), so a
-        run resumed from an end-of-epoch checkpoint trains on the same batches as an uninterrupted one.
-        The loader draws its worker seeds from a generator of its own, not from the global one.
-        """
-        dataset = self._require(self.train_dataset, "fit", "train_dataloader")
-        generator = torch.Generator().manual_seed(self.seed)
-        return self._loader(dataset, sampler=EpochRandomSampler(dataset, self.seed), generator=generator)
-
-    def val_dataloader(self) -> DataLoader:
-        """Return an unshuffled loader over :attr:`val_dataset`."""
-        return self._loader(self._require(self.val_dataset, "fit", "val_dataloader"))
-
-    def test_dataloader(self) -> DataLoader:
-        """Return an unshuffled loader over :attr:`test_dataset`."""
-        return self._loader(self._require(self.test_dataset, "test", "test_dataloader"))
-
-    def predict_dataloader(self) -> DataLoader:
-        """Return an unshuffled loader over :attr:`test_dataset`, labels included."""
-        return self._loader(self._require(self.test_dataset, "predict", "predict_dataloader"))
-
     def build_transform(self, train: bool) -> v2.Compose:
         """Return the transform from a uint8 image ``[1, 28, 28]`` to a normalized float32 one.
 
@@ -571,24 +523,6 @@ class MNISTDataModule(pl.LightningDataModule):
         elif fix is None:
             fix = _copy_fix(self.data_dir, list_names=False)
         return MNISTNotFoundError(problem, fix)
-
-    def _require(self, dataset: Dataset | None, stage: str, hook: str) -> Dataset:
-        if dataset is None:
-            raise RuntimeError(f"call setup({stage!r}) before {hook}()")
-        return dataset
-
-    def _loader(
-        self, dataset: Dataset, sampler: Sampler | None = None, generator: torch.Generator | None = None
-    ) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            generator=generator,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
 
 
 def _check_count(name: str, value: int, minimum: int) -> None:

@@ -409,7 +409,7 @@ def train_method(
     rounds = problem.initial_weights.shape[0]
     weights = problem.initial_weights.clone().requires_grad_(True)
     optimizer = torch.optim.SGD([weights], lr=settings.lr)
-    # Row i holds the loss after i updates, so the last row shows the effect of the last update.
+    # Row i is the loss after i updates, so the last row shows the effect of the last update.
     losses = torch.empty(iterations + 1, rounds)
     matched = torch.empty(iterations + 1, rounds, dtype=torch.bool)
     target_fired = problem.target_spikes > 0

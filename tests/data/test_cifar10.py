@@ -233,7 +233,8 @@ def test_second_setup_reads_cache(image_folder, tmp_path, count_decodes):
     assert len(count_decodes) == 20
     cached = sorted(path.name for path in (tmp_path / "cache").iterdir())
     assert len(cached) == 2
-    assert cached[0].startswith("test-") and cached[0].endswith(".images.npy")
+    assert cached[0].startswith("test-")
+    assert cached[0].endswith(".images.npy")
     assert cached[1].endswith(".labels.npy")
 
     second = make_module(root, tmp_path / "cache")
